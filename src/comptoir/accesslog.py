@@ -1,0 +1,121 @@
+"""Access log: one line per request (method, path, status, bytes, duration, client).
+
+Paths come from clients, so every control character (and backslash, quote) is escaped before it
+is written: a request cannot forge log lines or terminal escape sequences.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from comptoir.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _escape_char(c: str) -> str:
+    o = ord(c)
+    if o < 0x20 or 0x7F <= o < 0xA0:
+        return f"\\x{o:02x}"
+    if 0xD800 <= o < 0xE000:
+        # Lone surrogates stand for undecodable bytes; they would break a UTF-8 log file.
+        return f"\\u{o:04x}"
+    if c in '\\"':
+        return "\\" + c
+    return c
+
+
+def escape_for_log(text: str) -> str:
+    """Escape control characters, quotes and backslashes (log injection); keep the rest."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return "".join(map(_escape_char, text))
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "-"
+    host = str(client[0])
+    return f"[{host}]" if ":" in host else host
+
+
+class AccessLog:
+    """Middleware writing one access-log line per HTTP request or WebSocket session."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        log_format: str = "text",
+        write: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.app = app
+        self.json = log_format == "json"
+        self.write = write or _write_stderr
+        self.clock = clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, then log it (also when the app fails or the client leaves)."""
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        start = self.clock()
+        status = 0
+        sent = 0
+
+        async def logging_send(message: Message) -> None:
+            nonlocal status, sent
+            mtype = message["type"]
+            if mtype == "http.response.start":
+                status = message["status"]
+            elif mtype == "http.response.body":
+                sent += len(message.get("body", b""))
+            elif mtype == "http.response.pathsend":
+                with contextlib.suppress(OSError):
+                    sent += os.stat(message["path"]).st_size
+            elif mtype == "websocket.accept":
+                status = 101
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logging_send)
+        finally:
+            self._log(scope, status or 500, sent, self.clock() - start)
+
+    def _log(self, scope: Scope, status: int, sent: int, duration: float) -> None:
+        method = scope.get("method", "WS")
+        raw = scope.get("raw_path")
+        path = raw.decode("latin-1") if raw is not None else scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        if query:
+            path += "?" + query
+        client = _client(scope)
+        if self.json:
+            line = json.dumps(
+                {
+                    "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+                    "client": client,
+                    "method": method,
+                    "path": path,
+                    "status": status,
+                    "bytes": sent,
+                    "duration_ms": round(duration * 1000, 3),
+                },
+                ensure_ascii=True,
+            )
+        else:
+            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
+            line = (
+                f'{stamp} {client} "{escape_for_log(method)} {escape_for_log(path)}" '
+                f"{status} {sent} {duration * 1000:.1f}ms"
+            )
+        self.write(line)
+
+
+def _write_stderr(line: str) -> None:
+    # One write per line keeps lines whole when several worker processes share stderr.
+    os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))

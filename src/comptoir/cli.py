@@ -1,0 +1,182 @@
+"""The `comptoir` command. Commands only build a Config and hand it to Server.
+
+Click options are generated from the options classes (settings.py), so the CLI, sites.toml and the
+docs cannot drift apart. Every option can also come from a `COMPTOIR_<NAME>` variable.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from comptoir import __version__
+from comptoir.config import Config, ServerOptions, SiteConfig
+from comptoir.errors import ConfigError
+from comptoir.settings import OptionField, option_fields
+from comptoir.sites import KINDS
+
+F = TypeVar("F", bound=Callable[..., Any])
+ENV_PREFIX = "COMPTOIR_"
+
+
+class _Parsed(click.ParamType):  # type: ignore[type-arg]
+    """A click type that parses text with a setting's own parser (sizes, durations)."""
+
+    def __init__(self, opt: OptionField) -> None:
+        self.opt = opt
+        self.name = opt.name
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):
+            return value
+        assert self.opt.setting.parse is not None
+        try:
+            parsed = self.opt.setting.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        s = self.opt.setting
+        if s.minimum is not None and parsed < s.minimum:
+            self.fail(f"must be at least {s.minimum:g}", param, ctx)
+        return parsed
+
+
+def click_type(opt: OptionField) -> Any:
+    """The click parameter type for one option."""
+    s = opt.setting
+    tp = opt.item_type
+    if s.parse is not None:
+        return _Parsed(opt)
+    if opt.choices is not None:
+        return click.Choice(opt.choices, case_sensitive=False)
+    if tp is Path:
+        return click.Path(path_type=Path)
+    if tp is int:
+        return click.IntRange(
+            None if s.minimum is None else int(s.minimum),
+            None if s.maximum is None else int(s.maximum),
+        )
+    if tp is float:
+        return click.FloatRange(s.minimum, s.maximum)
+    return click.STRING
+
+
+def click_params(cls: type[Any]) -> list[click.Parameter]:
+    """click Options/Arguments for every CLI-settable field of an options class."""
+    params: list[click.Parameter] = []
+    for opt in option_fields(cls):
+        s = opt.setting
+        if not s.cli:
+            continue
+        envvar = ENV_PREFIX + opt.name.upper()
+        if s.argument:
+            params.append(
+                click.Argument(
+                    [opt.name],
+                    type=click_type(opt),
+                    nargs=-1 if opt.is_sequence else 1,
+                    required=opt.is_sequence and not opt.default,
+                    default=None if opt.is_sequence else opt.default,
+                    envvar=envvar,
+                    metavar=s.argument.upper() + ("..." if opt.is_sequence else ""),
+                )
+            )
+            continue
+        decls = [*s.short]
+        if opt.type is bool and not s.flag_only:
+            decls.append(f"{opt.flag}/--no-{opt.name.replace('_', '-')}")
+        else:
+            decls.append(opt.flag)
+        params.append(
+            click.Option(
+                [*decls, opt.name],
+                type=None if opt.type is bool else click_type(opt),
+                is_flag=opt.type is bool,
+                multiple=opt.is_sequence,
+                default=opt.default,
+                help=s.help + (f" [default: {s.default_text}]" if s.default_text else ""),
+                show_default=s.default_text is None and opt.type is not bool,
+                envvar=envvar,
+                show_envvar=True,
+                hidden=s.secret,
+            )
+        )
+    return params
+
+
+def with_params(*classes: type[Any]) -> Callable[[F], F]:
+    """Decorate a click command with the generated params of several options classes."""
+
+    def decorate(fn: F) -> F:
+        params = getattr(fn, "__click_params__", [])
+        for cls in classes:
+            # click applies decorators bottom-up and reverses; keep declaration order in --help.
+            params.extend(reversed(click_params(cls)))
+        fn.__click_params__ = params  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
+def build_options(cls: type[Any], values: dict[str, Any]) -> Any:
+    """An options object from the values click parsed (fields not on the CLI keep defaults)."""
+    names = {o.name for o in option_fields(cls) if o.setting.cli}
+    return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def serve_config(kind: str, values: dict[str, Any]) -> Config:
+    """The Config of a one-site command: server options plus one site of `kind` at the root."""
+    server = build_options(ServerOptions, values)
+    options = build_options(KINDS[kind].options, values)
+    return Config(server=server, sites=(SiteConfig(kind=kind, options=options, name=kind),))
+
+
+def run_config(config: Config) -> None:
+    """Run a Config; exit with the server's code."""
+    from comptoir.server import Server
+
+    code = Server(config).run()
+    sys.exit(code)
+
+
+@click.group(context_settings={"help_option_names": ["--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="comptoir")
+def cli() -> None:
+    """comptoir: one command, one port — share files, receive uploads, serve sites."""
+
+
+@cli.command()
+@with_params(KINDS["static"].options, ServerOptions)
+def serve(**values: Any) -> None:
+    """Serve DIR (default: the current folder) as a static web site."""
+    run_config(serve_config("static", values))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
+    try:
+        cli.main(args=list(argv) if argv is not None else None, standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        sys.exit(130)
+    except click.UsageError as exc:
+        message = exc.format_message()
+        if exc.ctx is not None:
+            message += f" (see '{exc.ctx.command_path} --help')"
+        _fail(message)
+    except click.ClickException as exc:
+        _fail(exc.format_message())
+    except ConfigError as exc:
+        _fail(str(exc))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(0)
+
+
+def _fail(message: str) -> None:
+    click.echo(f"comptoir: error: {' '.join(message.split())}", err=True)
+    sys.exit(2)

@@ -1,0 +1,72 @@
+"""The one typed Config: server-wide options plus the sites served.
+
+Every command builds a Config (the CLI from its flags and `COMPTOIR_*` variables, `run` from
+sites.toml) and hands it to `Server(config)`. Site kinds bring their own options classes
+(sites/<kind>.py); a `SiteConfig` pairs one of them with where the site is mounted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from comptoir.settings import parse_duration, setting
+
+LogFormat = Literal["text", "json"]
+
+# "All interfaces": one dual-stack IPv6 socket that also accepts IPv4 (falls back to 0.0.0.0
+# where the machine has no IPv6).
+ALL_INTERFACES = "::"
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Options of the listener, common to every serving command and to sites.toml's [server]."""
+
+    host: str = setting(
+        ALL_INTERFACES,
+        "Address to listen on.",
+        default_text="all interfaces, IPv4 and IPv6",
+        short=("-h",),
+    )
+    port: int = setting(
+        8000, "Port to listen on; 0 picks a free one.", minimum=0, maximum=65535, short=("-p",)
+    )
+    workers: int = setting(1, "Worker processes.", minimum=1, maximum=64, short=("-w",))
+    quiet: bool = setting(
+        False,
+        "Print only the URL(s), one per line, on stdout; no banner, no access log.",
+        flag_only=True,
+        short=("-q",),
+    )
+    log_format: LogFormat = setting("text", "Access log format.")
+    grace: float = setting(
+        10.0,
+        "Seconds transfers in flight may take to finish at shutdown.",
+        minimum=0,
+        parse=parse_duration,
+    )
+
+
+@dataclass(frozen=True)
+class SiteConfig:
+    """One site: a kind, its options, and the host names and path prefix it answers on."""
+
+    kind: str
+    options: Any
+    # Host names matched against the `Host:` header; empty means "any host".
+    hosts: tuple[str, ...] = ()
+    # Mount point; the site sees paths relative to it.
+    path: str = "/"
+    # Answers requests no other site matches.
+    default: bool = False
+    # Human label for the banner (the TOML file's name for the site, or the kind).
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything `Server` needs to run."""
+
+    server: ServerOptions = field(default_factory=ServerOptions)
+    sites: tuple[SiteConfig, ...] = ()

@@ -1,0 +1,23 @@
+"""Errors a user can cause, turned into one clear message at one place each.
+
+`ConfigError` becomes one line on stderr and exit code 2 (cli.py); `HTTPError` becomes a status
+with a short text or JSON body (http/errors.py).
+"""
+
+
+class ComptoirError(Exception):
+    """Base class of the errors comptoir raises on purpose."""
+
+
+class ConfigError(ComptoirError):
+    """A bad option, file or environment: reported as one line, exit code 2."""
+
+
+class HTTPError(ComptoirError):
+    """A request comptoir refuses: status plus a short human message."""
+
+    def __init__(self, status: int, message: str = "", headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}

@@ -1,0 +1,1 @@
+"""Shared HTTP pieces: path resolution, file responses, ranges, preconditions, errors."""

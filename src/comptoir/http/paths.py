@@ -1,0 +1,136 @@
+"""The one place that decides which file a URL path may reach.
+
+A URL path is percent-decoded to bytes, split into components, and every component is checked
+before anything touches the disk: no `.`/`..`, no backslash, no NUL, no encoded slash, no dotfile
+unless allowed. The joined path is then resolved (symlinks followed) and must still lie inside the
+root — a symlink inside the root may point anywhere inside it, never outside.
+
+Names are bytes on disk; they are carried as `str` with surrogate escapes (os.fsdecode), so files
+whose names are not UTF-8 are served and listed like any other.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+from comptoir.errors import HTTPError
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A URL path resolved to a real path inside the root."""
+
+    path: str  # absolute, real (symlinks resolved)
+    # The URL components as decoded names (surrogate-escaped str), for breadcrumbs and listings.
+    parts: tuple[str, ...]
+    # The URL path ended with "/".
+    trailing_slash: bool
+
+
+class PathRefused(HTTPError):
+    """A path that is malformed or leads outside what is served."""
+
+
+def unquote_bytes(raw: bytes) -> bytes:
+    """Percent-decode a raw URL path to bytes; malformed escapes are refused."""
+    if b"%" not in raw:
+        return raw
+    out = bytearray()
+    i, n = 0, len(raw)
+    while i < n:
+        c = raw[i]
+        if c == 0x25:  # '%'
+            hexpair = raw[i + 1 : i + 3]
+            try:
+                if len(hexpair) != 2:
+                    raise ValueError
+                out.append(int(hexpair, 16))
+            except ValueError:
+                raise PathRefused(400, "Malformed percent-encoding in path") from None
+            i += 3
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out)
+
+
+def split_url_path(raw_path: bytes, *, hidden: bool = False) -> tuple[tuple[str, ...], bool]:
+    """Split a raw (still percent-encoded) URL path into safe, decoded components.
+
+    Raises PathRefused: 400 for malformed input, 404 for anything that tries to leave the root
+    or names a hidden file (so hidden files are indistinguishable from missing ones).
+    """
+    if not raw_path.startswith(b"/"):
+        raise PathRefused(400, "Path must start with /")
+    # An encoded slash or backslash would let one URL component become two path components.
+    lowered = raw_path.lower()
+    if b"%2f" in lowered or b"%5c" in lowered or b"\\" in raw_path:
+        raise PathRefused(404, "Not found")
+    decoded = unquote_bytes(raw_path)
+    if b"\x00" in decoded:
+        raise PathRefused(400, "NUL byte in path")
+    trailing = decoded.endswith(b"/")
+    parts: list[str] = []
+    for comp in decoded.split(b"/"):
+        if comp in (b"", b"."):
+            continue
+        if comp == b"..":
+            # Don't allow misbehaving clients to climb out of the served folder.
+            raise PathRefused(404, "Not found")
+        if not hidden and comp.startswith(b"."):
+            raise PathRefused(404, "Not found")
+        if any(b < 0x20 or b == 0x7F for b in comp):
+            raise PathRefused(400, "Control character in path")
+        parts.append(os.fsdecode(comp))
+    return tuple(parts), trailing
+
+
+def resolve_path(root: str, raw_path: bytes, *, hidden: bool = False) -> Resolved:
+    """Resolve a raw URL path under `root` (an absolute real path) or raise PathRefused."""
+    parts, trailing = split_url_path(raw_path, hidden=hidden)
+    candidate = os.path.join(root, *parts) if parts else root
+    real = os.path.realpath(candidate)
+    if not is_inside(root, real):
+        # A symlink that leads outside the served folder: treat as missing.
+        raise PathRefused(404, "Not found")
+    if not hidden and real != root:
+        # A symlink inside may still point at a dotfile; keep hidden files hidden.
+        rel = os.path.relpath(real, root)
+        if any(p.startswith(".") for p in rel.split(os.sep)):
+            raise PathRefused(404, "Not found")
+    return Resolved(real, parts, trailing)
+
+
+def is_inside(root: str, real: str) -> bool:
+    """True if the real path `real` is `root` or lies below it (component-wise, not by prefix)."""
+    if real == root:
+        return True
+    return os.path.commonpath([root, real]) == root
+
+
+def real_root(path: Path | str) -> str:
+    """The absolute real path of a folder to serve."""
+    return os.path.realpath(os.fspath(path))
+
+
+def quote_name(name: str) -> str:
+    """Percent-encode one path component (str from os.fsdecode) for use in a URL."""
+    return quote(os.fsencode(name), safe="")
+
+
+def url_for_parts(
+    parts: tuple[str, ...] | list[str], *, prefix: str = "", slash: bool = False
+) -> str:
+    """Build a URL path from decoded components, encoding each one."""
+    url = prefix + "/" + "/".join(quote_name(p) for p in parts)
+    if slash and not url.endswith("/"):
+        url += "/"
+    return url
+
+
+def display_name(name: str) -> str:
+    """A name fit for showing to a person: undecodable bytes shown as U+FFFD."""
+    return os.fsencode(name).decode("utf-8", "replace")

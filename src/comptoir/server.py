@@ -1,0 +1,208 @@
+"""Server(config): bind the listening socket, print the banner, run granian's workers.
+
+We bind the socket ourselves rather than let granian do it, for three reasons: `--port 0` must give
+one port for every worker (granian's per-worker SO_REUSEPORT listeners would each pick their own),
+the banner must know the real port before workers start, and "port in use" / "permission denied"
+must become one clear line (ConfigError), not a traceback from a worker.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from comptoir.app import build_app
+from comptoir.config import ALL_INTERFACES, Config
+from comptoir.errors import ConfigError
+from comptoir.netinfo import lan_addresses
+from comptoir.sites import get_kind
+from comptoir.types import ASGIApp
+
+
+@dataclass(frozen=True)
+class SiteURL:
+    """A URL a site answers at, for the banner."""
+
+    site: str
+    url: str
+    primary: bool = False
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """Bind and listen; ConfigError with a one-line reason when that is impossible."""
+    wildcard = host in (ALL_INTERFACES, "")
+    try:
+        infos = socket.getaddrinfo(
+            None if wildcard else host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}") from None
+    if wildcard:
+        # One dual-stack socket answers IPv4 and IPv6; fall back to IPv4 without IPv6 support.
+        if socket.has_ipv6 and _ipv6_usable():
+            infos = [(socket.AF_INET6, socket.SOCK_STREAM, 0, "", ("::", port, 0, 0))]
+        else:
+            infos = [(socket.AF_INET, socket.SOCK_STREAM, 0, "", ("0.0.0.0", port))]
+    family, stype, proto, _, addr = infos[0]
+    sock = socket.socket(family, stype, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if wildcard else 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        shown = f"[{addr[0]}]:{port}" if family == socket.AF_INET6 else f"{addr[0]}:{port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"port {port} is already in use on {shown}; try --port 0") from None
+        if exc.errno == errno.EACCES:
+            raise ConfigError(
+                f"permission denied to listen on {shown} (ports below 1024 need privileges)"
+            ) from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"cannot listen on {host}: address not available here") from None
+        raise ConfigError(f"cannot listen on {shown}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _ipv6_usable() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+def listen_urls(sock: socket.socket, host: str, scheme: str = "http") -> list[tuple[str, bool]]:
+    """(base URL, primary) for each address the bound socket is reachable at, primary first."""
+    port = sock.getsockname()[1]
+    wildcard = host in (ALL_INTERFACES, "", "0.0.0.0")
+    if not wildcard:
+        shown = f"[{host}]" if ":" in host else host
+        return [(f"{scheme}://{shown}:{port}", True)]
+    lan = lan_addresses(ipv6=sock.family == socket.AF_INET6)
+    urls = [(f"{scheme}://{a.host_for_url()}:{port}", a.primary) for a in lan]
+    loopback = [(f"{scheme}://127.0.0.1:{port}", False)]
+    if sock.family == socket.AF_INET6:
+        loopback.append((f"{scheme}://[::1]:{port}", False))
+    if not any(p for _, p in urls):
+        # No network: loopback is all there is, so it is the one to show first.
+        loopback[0] = (loopback[0][0], True)
+        return loopback + urls
+    primary = [u for u in urls if u[1]]
+    return primary + loopback + [u for u in urls if not u[1]]
+
+
+def _load_app(config: Config, *_: Any) -> ASGIApp:
+    """Build the app inside a worker process; a worker may ask the main process to stop."""
+
+    def request_shutdown() -> None:
+        os.kill(os.getppid(), signal.SIGTERM)
+
+    return build_app(config, request_shutdown=request_shutdown)
+
+
+class Server:
+    """Runs a Config on granian until interrupted."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.sock: socket.socket | None = None
+
+    def check(self) -> None:
+        """Raise ConfigError for anything that would stop the sites from starting."""
+        problems = []
+        for site in self.config.sites:
+            for problem in get_kind(site.kind).validate(site.options):
+                problems.append(
+                    f"{site.name or site.kind}: {problem}"
+                    if len(self.config.sites) > 1
+                    else problem
+                )
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    def bind(self) -> socket.socket:
+        """Bind the listening socket (once)."""
+        if self.sock is None:
+            s = self.config.server
+            self.sock = bind_socket(s.host, s.port)
+        return self.sock
+
+    def urls(self) -> list[SiteURL]:
+        """Every URL each site answers at, the primary one first."""
+        sock = self.bind()
+        out: list[SiteURL] = []
+        bases = listen_urls(sock, self.config.server.host)
+        port = sock.getsockname()[1]
+        for site in self.config.sites:
+            kind = get_kind(site.kind)
+            path = site.path.rstrip("/") + "/" + kind.url_suffix(site.options).lstrip("/")
+            name = site.name or site.kind
+            if site.hosts:
+                for h in site.hosts:
+                    host = h.replace("*", "www", 1) if h.startswith("*.") else h
+                    out.append(SiteURL(name, f"http://{host}:{port}{path}", h == site.hosts[0]))
+            else:
+                out.extend(SiteURL(name, base + path, primary) for base, primary in bases)
+        return out
+
+    def run(self) -> int:
+        """Serve until SIGINT/SIGTERM (or a site asks to stop); return the exit code."""
+        from comptoir.banner import print_banner
+
+        self.check()
+        sock = self.bind()
+        print_banner(self.config, self.urls())
+        return _run_granian(self.config, sock)
+
+
+def _run_granian(config: Config, sock: socket.socket) -> int:
+    from granian._granian import SocketHolder
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+    from granian.server.mp import MPServer
+
+    class _Granian(MPServer):
+        """granian's process server, listening on our already-bound socket."""
+
+        def _init_shared_socket(self) -> None:
+            self._ssp = None
+            self._shd = SocketHolder(sock.fileno(), False, 1024)  # type: ignore[call-arg,assignment]
+            self._sfd = sock.fileno()  # type: ignore[assignment]
+            self._sso = sock
+
+        def _drop_shared_socket(self) -> None:
+            # Stop accepting at once; workers finish what they have in flight.
+            pass
+
+    s = config.server
+    server = _Granian(
+        target="comptoir",  # only a label: the app comes from target_loader
+        address=s.host,
+        port=sock.getsockname()[1],
+        interface=Interfaces.ASGI,
+        workers=s.workers,
+        log_enabled=True,
+        log_level=LogLevels.error,
+        # None would wait forever for a stuck transfer; --grace 0 still gives workers a moment.
+        workers_kill_timeout=max(0.1, s.grace),  # type: ignore[arg-type]  # floats work
+        backlog=1024,
+    )
+    try:
+        server.serve(target_loader=partial(_load_app, config), wrap_loader=False)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    finally:
+        sock.close()
+        sys.stdout.flush()
+    return 0

@@ -1,0 +1,54 @@
+"""Site kinds: each is a typed options class plus a function that builds an ASGI app from it.
+
+Adding a kind touches its own module under sites/ and one line of `KINDS` below; the CLI, sites.toml
+and the banner pick it up from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from comptoir.types import ASGIApp
+
+
+@dataclass
+class SiteContext:
+    """What the server hands a site when it builds it, beyond the site's own options."""
+
+    # Path prefix the site is mounted under ("" at the root): links a site generates include it.
+    prefix: str = ""
+    # Asks the whole server to stop (e.g. a share whose downloads are used up).
+    request_shutdown: Callable[[], None] = field(default=lambda: None)
+    # True when the server prints nothing but URLs (the site must not draw progress either).
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
+class SiteKind:
+    """A kind of site: its name, options class, app builder and one-line summary."""
+
+    name: str
+    options: type[Any]
+    build: Callable[[Any, SiteContext], ASGIApp]
+    summary: str
+    # Problems that stop the site from starting (missing folder...), as short sentences.
+    validate: Callable[[Any], list[str]] = field(default=lambda options: [])
+    # Path shown in the banner after the site's URL (e.g. a share's capability token).
+    url_suffix: Callable[[Any], str] = field(default=lambda options: "")
+
+
+def _registry() -> dict[str, SiteKind]:
+    from comptoir.sites import static
+
+    kinds = [static.KIND]
+    return {k.name: k for k in kinds}
+
+
+KINDS: dict[str, SiteKind] = _registry()
+
+
+def get_kind(name: str) -> SiteKind:
+    """The registered kind called `name` (KeyError if there is none)."""
+    return KINDS[name]

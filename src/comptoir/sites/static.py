@@ -1,0 +1,198 @@
+"""`static`: a folder served as a web site (what `python -m http.server` does, done right)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from comptoir.errors import HTTPError
+from comptoir.http import listing
+from comptoir.http.errors import send_error, wants_json
+from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
+from comptoir.http.paths import quote_name, real_root, resolve_path
+from comptoir.settings import setting
+from comptoir.sites import SiteContext, SiteKind
+from comptoir.types import ASGIApp, Receive, Scope, Send
+
+ALLOWED = "GET, HEAD, OPTIONS"
+
+
+@dataclass(frozen=True)
+class StaticOptions:
+    """Options of a static site."""
+
+    root: Path = setting(
+        Path("."), "Folder to serve.", argument="dir", default_text="current folder"
+    )
+    listing: bool = setting(True, "List folders that have no index.html (else 404).")
+    hidden: bool = setting(False, "Serve and list dotfiles (hidden by default).", flag_only=True)
+    cache: int = setting(
+        0, "Cache-Control max-age in seconds (0: browsers revalidate every time).", minimum=0
+    )
+    compress: bool = setting(False, "Gzip text files on the fly (never ranges).", flag_only=True)
+    spa: bool = setting(
+        False, "Answer unknown paths without an extension with /index.html.", flag_only=True
+    )
+    revalidate: float = setting(
+        1.0, "Seconds a file's stat is trusted before it is checked again.", minimum=0, cli=False
+    )
+
+
+class StaticSite:
+    """The ASGI app of a static site."""
+
+    def __init__(self, options: StaticOptions, context: SiteContext) -> None:
+        self.options = options
+        self.prefix = context.prefix
+        self.root = real_root(options.root)
+        self.cache = FileCache(options.revalidate)
+        cache_control = (
+            f"public, max-age={options.cache}"
+            if options.cache
+            else "public, max-age=0, must-revalidate"
+        )
+        self.file_options = FileOptions(cache_control=cache_control, compress=options.compress)
+        # The custom 404 page must not be cached as if it were the missing file.
+        self.error_file_options = FileOptions(cache_control="no-cache")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request."""
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        if method not in ("GET", "HEAD"):
+            if method == "OPTIONS":
+                await self._options(send)
+            else:
+                await send_error(scope, send, 405, "Method not allowed", {"Allow": ALLOWED})
+            return
+        try:
+            await self._get(scope, receive, send)
+        except HTTPError as exc:
+            await self._not_found(scope, receive, send, exc.status, exc.message, exc.headers)
+
+    async def _options(self, send: Send) -> None:
+        headers = [(b"allow", ALLOWED.encode()), (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") or scope["path"].encode()
+        resolved = resolve_path(self.root, raw, hidden=self.options.hidden)
+        info, is_dir = self.cache.lookup(resolved.path)
+        if info is not None:
+            if resolved.trailing_slash:
+                # `file.txt/` is not a folder: don't serve the file under a second URL.
+                raise HTTPError(404, "Not found")
+            await send_file(scope, receive, send, info, self.cache, self.file_options)
+            return
+        if not is_dir:
+            raise HTTPError(404, "Not found")
+        if not resolved.trailing_slash:
+            await self._redirect_to_slash(scope, send)
+            return
+        index, _ = self.cache.lookup(os.path.join(resolved.path, "index.html"))
+        if index is not None:
+            await send_file(scope, receive, send, index, self.cache, self.file_options)
+            return
+        if not self.options.listing:
+            raise HTTPError(404, "Not found")
+        await self._listing(scope, send, resolved.path, resolved.parts)
+
+    async def _redirect_to_slash(self, scope: Scope, send: Send) -> None:
+        # Canonical folder URLs end in "/" so that relative links in pages resolve correctly.
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        location = self.prefix + raw + "/"
+        if scope.get("query_string"):
+            location += "?" + scope["query_string"].decode("latin-1")
+        body = b"Moved Permanently\n"
+        headers = [
+            (b"location", location.encode("latin-1")),
+            (b"content-type", b"text/plain; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+        ]
+        await send({"type": "http.response.start", "status": 301, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _listing(self, scope: Scope, send: Send, folder: str, parts: tuple[str, ...]) -> None:
+        base_url = self.prefix + "".join("/" + quote_name(p) for p in parts) + "/"
+        try:
+            entries = listing.scan(folder, self.root, hidden=self.options.hidden, base_url=base_url)
+        except OSError:
+            raise HTTPError(403, "Folder not readable") from None
+        if wants_json(scope):
+            body = listing.render_json(parts, entries)
+            ctype = b"application/json"
+        else:
+            body = listing.render_html(parts, entries, prefix=self.prefix).encode()
+            ctype = b"text/html; charset=utf-8"
+        headers = [
+            (b"content-type", ctype),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-cache"),
+            (b"vary", b"Accept"),
+            (b"x-content-type-options", b"nosniff"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _not_found(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        status: int,
+        message: str,
+        headers: dict[str, str],
+    ) -> None:
+        """A 404 answered by --spa's index.html or the site's own 404.html, else plain text."""
+        if status == 404:
+            path = scope["path"]
+            last = path.rsplit("/", 1)[-1]
+            if self.options.spa and "." not in last:
+                index = self._root_file("index.html")
+                if index is not None:
+                    await send_file(scope, receive, send, index, self.cache, self.file_options)
+                    return
+            page = self._root_file("404.html")
+            if page is not None and not wants_json(scope):
+                await send_file(
+                    scope, receive, send, page, self.cache, self.error_file_options, status=404
+                )
+                return
+        await send_error(scope, send, status, message, headers)
+
+    def _root_file(self, name: str) -> FileInfo | None:
+        info, _ = self.cache.lookup(os.path.join(self.root, name))
+        return info
+
+
+def build(options: StaticOptions, context: SiteContext) -> ASGIApp:
+    """Build the ASGI app of a static site."""
+    return StaticSite(options, context)
+
+
+def validate(options: StaticOptions) -> list[str]:
+    """Problems that would stop this site from starting (missing or unreadable folder)."""
+    root = options.root
+    if not root.exists():
+        return [f"folder not found: {root}"]
+    if not root.is_dir():
+        return [f"not a folder: {root}"]
+    if not os.access(root, os.R_OK | os.X_OK):
+        return [f"folder not readable: {root}"]
+    return []
+
+
+KIND = SiteKind(
+    name="static",
+    options=StaticOptions,
+    build=build,
+    summary="Serve a folder as a static web site.",
+    validate=validate,
+)

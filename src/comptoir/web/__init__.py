@@ -1,0 +1,32 @@
+"""Templates (Jinja2, autoescaped) and static assets shared by every page comptoir renders."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import jinja2
+
+STATIC_DIR = resources.files("comptoir.web") / "static"
+# Every page links its CSS/JS under this path, answered by `assets_app` on every site.
+ASSETS_PREFIX = "/.comptoir/"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    """The one Jinja2 environment: templates from the package, HTML always autoescaped."""
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("comptoir.web", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    env.globals["assets"] = ASSETS_PREFIX
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    """Render a template to a string."""
+    return environment().get_template(template).render(**context)
