@@ -18,6 +18,7 @@ from comptoir.http.errors import send_error
 from comptoir.http.files import FileCache, FileOptions, send_file
 from comptoir.http.paths import PathRefused, resolve_path
 from comptoir.sites import SiteContext, get_kind
+from comptoir.state import open_store
 from comptoir.types import ASGIApp, Receive, Scope, Send
 from comptoir.web import ASSETS_PREFIX, STATIC_DIR
 
@@ -86,8 +87,18 @@ class Lifespan:
                     await result
 
 
-def build_app(config: Config, *, request_shutdown: Callable[[], None] | None = None) -> ASGIApp:
-    """Build the whole ASGI app for a config (called once per worker)."""
+def build_app(
+    config: Config,
+    *,
+    request_shutdown: Callable[[], None] | None = None,
+    state_path: str | None = None,
+) -> ASGIApp:
+    """Build the whole ASGI app for a config (called once per worker).
+
+    `state_path` is the SQLite file the main process created for state shared between workers;
+    without it the state is private to this process (one worker, tests).
+    """
+    store = open_store(state_path)
     routes: list[Route] = []
     site_apps: list[ASGIApp] = []
     for site in config.sites:
@@ -97,6 +108,8 @@ def build_app(config: Config, *, request_shutdown: Callable[[], None] | None = N
             prefix="" if mount == "/" else mount,
             request_shutdown=request_shutdown or (lambda: None),
             quiet=config.server.quiet,
+            store=store,
+            workers=config.server.workers,
         )
         app = kind.build(site.options, context)
         site_apps.append(app)

@@ -26,13 +26,23 @@ def qr_text(url: str) -> str:
 
 
 def print_banner(
-    config: Config, urls: list[SiteURL], out: TextIO | None = None, err: TextIO | None = None
+    config: Config,
+    urls: list[SiteURL],
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+    services: list[tuple[str, str]] | None = None,
 ) -> None:
-    """Print the banner, or only the URLs when the server is quiet."""
+    """Print the banner, or only the URLs when the server is quiet.
+
+    `services` are (name, address) pairs of non-HTTP listeners (e.g. `tcp://…` echo), printed
+    after the URLs.
+    """
     out = out or sys.stdout
     if config.server.quiet:
         for u in urls:
             out.write(u.url + "\n")
+        for _, address in services or []:
+            out.write(address + "\n")
         out.flush()
         return
     console = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
@@ -50,6 +60,8 @@ def print_banner(
     primary = next((u for u in urls if u.primary), urls[0] if urls else None)
     if primary is not None and not several:
         console.file.write(qr_text(primary.url))
+    for name, address in services or []:
+        console.print(Text(f"    {address}", style="cyan"), Text(f"  ({name})", style="dim"))
     s = config.server
     workers = f"{s.workers} worker{'s' if s.workers > 1 else ''}"
     console.print(Text(f"  {workers} · Ctrl-C to stop", style="dim"))

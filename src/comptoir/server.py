@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -21,7 +22,9 @@ from comptoir.app import build_app
 from comptoir.config import ALL_INTERFACES, Config
 from comptoir.errors import ConfigError
 from comptoir.netinfo import lan_addresses
+from comptoir.services import Service, ServiceRunner
 from comptoir.sites import get_kind
+from comptoir.state import open_store
 from comptoir.types import ASGIApp
 
 
@@ -102,13 +105,13 @@ def listen_urls(sock: socket.socket, host: str, scheme: str = "http") -> list[tu
     return primary + loopback + [u for u in urls if not u[1]]
 
 
-def _load_app(config: Config, *_: Any) -> ASGIApp:
+def _load_app(config: Config, state_path: str, *_: Any) -> ASGIApp:
     """Build the app inside a worker process; a worker may ask the main process to stop."""
 
     def request_shutdown() -> None:
         os.kill(os.getppid(), signal.SIGTERM)
 
-    return build_app(config, request_shutdown=request_shutdown)
+    return build_app(config, request_shutdown=request_shutdown, state_path=state_path)
 
 
 class Server:
@@ -156,17 +159,37 @@ class Server:
                 out.extend(SiteURL(name, base + path, primary) for base, primary in bases)
         return out
 
+    def services(self) -> list[Service]:
+        """The non-HTTP listeners the sites ask for (run by the main process)."""
+        out: list[Service] = []
+        for site in self.config.sites:
+            out.extend(get_kind(site.kind).services(site.options))
+        return out
+
     def run(self) -> int:
         """Serve until SIGINT/SIGTERM (or a site asks to stop); return the exit code."""
         from comptoir.banner import print_banner
 
         self.check()
         sock = self.bind()
-        print_banner(self.config, self.urls())
-        return _run_granian(self.config, sock)
+        runner = ServiceRunner(self.services())
+        try:
+            extra = runner.start()
+        except ConfigError:
+            sock.close()
+            raise
+        # State shared by the workers lives in a file of this run only, removed at exit.
+        with tempfile.TemporaryDirectory(prefix="comptoir-") as state_dir:
+            state_path = os.path.join(state_dir, "state.sqlite3")
+            open_store(state_path).close()  # create the schema once, before workers race to
+            try:
+                print_banner(self.config, self.urls(), services=extra)
+                return _run_granian(self.config, sock, state_path)
+            finally:
+                runner.stop()
 
 
-def _run_granian(config: Config, sock: socket.socket) -> int:
+def _run_granian(config: Config, sock: socket.socket, state_path: str) -> int:
     from granian._granian import SocketHolder
     from granian.constants import Interfaces
     from granian.log import LogLevels
@@ -199,7 +222,7 @@ def _run_granian(config: Config, sock: socket.socket) -> int:
         backlog=1024,
     )
     try:
-        server.serve(target_loader=partial(_load_app, config), wrap_loader=False)
+        server.serve(target_loader=partial(_load_app, config, state_path), wrap_loader=False)
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from comptoir.services import Service
+from comptoir.state import StateStore
 from comptoir.types import ASGIApp
 
 
@@ -23,6 +25,10 @@ class SiteContext:
     request_shutdown: Callable[[], None] = field(default=lambda: None)
     # True when the server prints nothing but URLs (the site must not draw progress either).
     quiet: bool = False
+    # State shared by all worker processes (counters, sessions).
+    store: StateStore = field(default_factory=StateStore)
+    # Number of worker processes (a site that keeps state in memory may refuse more than one).
+    workers: int = 1
 
 
 @dataclass(frozen=True)
@@ -37,6 +43,8 @@ class SiteKind:
     validate: Callable[[Any], list[str]] = field(default=lambda options: [])
     # Path shown in the banner after the site's URL (e.g. a share's capability token).
     url_suffix: Callable[[Any], str] = field(default=lambda options: "")
+    # Non-HTTP listeners run by the main process (TCP/UDP echo...), see services.py.
+    services: Callable[[Any], list[Service]] = field(default=lambda options: [])
 
 
 def _registry() -> dict[str, SiteKind]:

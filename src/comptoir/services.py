@@ -1,0 +1,83 @@
+"""Background services run by the main process next to the HTTP workers.
+
+Some site kinds also listen on sockets that are not HTTP (TCP/UDP echo, a raw TCP chat, the
+plain-HTTP redirect of --redirect-http). Those run as asyncio servers on one event loop in a thread
+of the main process: they start before the banner is printed (so a bind error is one clear line
+and the banner can show their addresses) and stop after the HTTP workers have stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Sequence
+from typing import Protocol
+
+from comptoir.errors import ConfigError
+
+
+class Service(Protocol):
+    """A non-HTTP listener owned by the main process."""
+
+    name: str
+
+    async def start(self) -> list[str]:
+        """Bind and start serving; return the addresses to show (e.g. `tcp://127.0.0.1:7`).
+
+        Raise ConfigError for problems the user caused (port in use...).
+        """
+        ...
+
+    async def stop(self) -> None:
+        """Stop serving and close connections."""
+        ...
+
+
+class ServiceRunner:
+    """Runs services on an event loop in a daemon thread."""
+
+    def __init__(self, services: Sequence[Service]) -> None:
+        self.services = list(services)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread: threading.Thread | None = None
+        self.addresses: list[tuple[str, str]] = []
+
+    def start(self) -> list[tuple[str, str]]:
+        """Start every service; return (service name, address) pairs. Raises ConfigError."""
+        if not self.services:
+            return []
+        loop = asyncio.new_event_loop()
+        self.loop = loop
+        self.thread = threading.Thread(
+            target=loop.run_forever, name="comptoir-services", daemon=True
+        )
+        self.thread.start()
+        started: list[Service] = []
+        try:
+            for service in self.services:
+                fut = asyncio.run_coroutine_threadsafe(service.start(), loop)
+                addresses = fut.result(timeout=30)
+                started.append(service)
+                self.addresses.extend((service.name, a) for a in addresses)
+        except ConfigError:
+            self.services = started
+            self.stop()
+            raise
+        return self.addresses
+
+    def stop(self, timeout: float = 10) -> None:
+        """Stop every service and the loop."""
+        loop = self.loop
+        if loop is None:
+            return
+        for service in reversed(self.services):
+            fut = asyncio.run_coroutine_threadsafe(service.stop(), loop)
+            try:
+                fut.result(timeout=timeout)
+            except Exception:
+                pass
+        loop.call_soon_threadsafe(loop.stop)
+        if self.thread is not None:
+            self.thread.join(timeout)
+        self.loop = None
