@@ -73,10 +73,9 @@ class ServiceRunner:
             return
         for service in reversed(self.services):
             fut = asyncio.run_coroutine_threadsafe(service.stop(), loop)
-            try:
+            # Shutting down: one failing service must not keep the others running.
+            with contextlib.suppress(Exception):
                 fut.result(timeout=timeout)
-            except Exception:
-                pass
         loop.call_soon_threadsafe(loop.stop)
         if self.thread is not None:
             self.thread.join(timeout)
