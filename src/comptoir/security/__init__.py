@@ -1,0 +1,1 @@
+"""Security pieces: capability tokens, TLS (local CA), passwords and sessions, headers."""

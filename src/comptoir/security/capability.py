@@ -1,0 +1,31 @@
+"""Capability URLs: a random token in the path is the key to a share or an upload page.
+
+A wrong token must be indistinguishable from any unknown path (same 404, same timing class), so
+tokens are compared in constant time and never echoed back.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+# 128 bits of randomness, URL-safe base64 without padding (22 characters).
+TOKEN_BYTES = 16
+
+
+def new_token() -> str:
+    """A fresh random capability token of 128 bits."""
+    return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Constant-time comparison of a token from a request with the expected one."""
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected.encode())
+
+
+def split_token(path: str, expected: str) -> str | None:
+    """If `path` is `/<token>` or `/<token>/rest`, return `/rest` (or `/`); else None."""
+    head, sep, rest = path.lstrip("/").partition("/")
+    if not token_matches(head, expected):
+        return None
+    return "/" + rest if sep else ""
