@@ -24,7 +24,11 @@ def token_matches(given: str, expected: str) -> bool:
 
 
 def split_token(path: str, expected: str) -> str | None:
-    """If `path` is `/<token>` or `/<token>/rest`, return `/rest` (or `/`); else None."""
+    """The rest of `path` after a matching `/<token>` prefix, or None if the token is wrong.
+
+    `/<token>/a/b` gives `/a/b`, `/<token>/` gives `/`, and exactly `/<token>` gives "" (so the
+    caller can redirect to the slash form).
+    """
     head, sep, rest = path.lstrip("/").partition("/")
     if not token_matches(head, expected):
         return None
