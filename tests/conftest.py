@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import sys
@@ -71,6 +72,20 @@ class LiveServer:
         """What the server wrote on stderr (call after stop)."""
         assert self.proc.stderr is not None
         return self.proc.stderr.read().decode("utf-8", "replace")
+
+
+def need_tool(name: str) -> str:
+    """The path of an external client (curl, wget, unzip, openssl, chromium).
+
+    Missing on a developer's machine: the test is skipped. Missing in CI: the test fails, since
+    .ci/run installs every one of them.
+    """
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI")
+        pytest.skip(f"{name} is not installed")
+    return path
 
 
 def comptoir_cmd(*args: str) -> list[str]:
