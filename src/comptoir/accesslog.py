@@ -13,19 +13,24 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from comptoir import terminal
 from comptoir.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def _escape_char(c: str) -> str:
     o = ord(c)
-    if o < 0x20 or 0x7F <= o < 0xA0:
-        return f"\\x{o:02x}"
-    if 0xD800 <= o < 0xE000:
-        # Lone surrogates stand for undecodable bytes; they would break a UTF-8 log file.
-        return f"\\u{o:04x}"
+    if 0xDC80 <= o <= 0xDCFF:
+        # A byte that was not UTF-8 (a surrogate escape): shown as the byte it was.
+        return f"\\x{o - 0xDC00:02x}"
     if c in '\\"':
         return "\\" + c
-    return c
+    if c.isprintable():
+        return c
+    # Controls, C1, line/paragraph separators, bidi overrides, lone surrogates: nothing that could
+    # end a line, move the cursor or reorder what a terminal shows.
+    if o <= 0xFF:
+        return f"\\x{o:02x}"
+    return f"\\u{o:04x}" if o <= 0xFFFF else f"\\U{o:08x}"
 
 
 def escape_for_log(text: str) -> str:
@@ -88,9 +93,10 @@ class AccessLog:
 
     def _log(self, scope: Scope, status: int, sent: int, duration: float) -> None:
         method = scope.get("method", "WS")
+        # Raw bytes as UTF-8 (what browsers send), undecodable bytes kept apart for escaping.
         raw = scope.get("raw_path")
-        path = raw.decode("latin-1") if raw is not None else scope["path"]
-        query = scope.get("query_string", b"").decode("latin-1")
+        path = raw.decode("utf-8", "surrogateescape") if raw is not None else scope["path"]
+        query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
         if query:
             path += "?" + query
         client = _client(scope)
@@ -100,7 +106,7 @@ class AccessLog:
                     "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "client": client,
                     "method": method,
-                    "path": path,
+                    "path": _show_bad_bytes(path),
                     "status": status,
                     "bytes": sent,
                     "duration_ms": round(duration * 1000, 3),
@@ -116,6 +122,13 @@ class AccessLog:
         self.write(line)
 
 
+def _show_bad_bytes(text: str) -> str:
+    # JSON escapes everything else itself; bytes that were not UTF-8 read better as `\xNN`.
+    if text.isascii():
+        return text
+    return "".join(f"\\x{ord(c) - 0xDC00:02x}" if 0xDC80 <= ord(c) <= 0xDCFF else c for c in text)
+
+
 def _write_stderr(line: str) -> None:
-    # One write per line keeps lines whole when several worker processes share stderr.
-    os.write(2, (line + "\n").encode("utf-8", "backslashreplace"))
+    # Through terminal.py: a live display on stderr (share's progress) must not be torn.
+    terminal.write_line(line)

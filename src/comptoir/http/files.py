@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from email.utils import formatdate
 
 from comptoir.http import conditional
+from comptoir.http.errors import send_error
 from comptoir.http.mime import content_type, is_textual
 from comptoir.http.ranges import Unsatisfiable, parse_range
 from comptoir.types import Receive, Scope, Send
@@ -89,18 +90,57 @@ def build_info(path: str, st: os.stat_result, *, with_variants: bool = True) -> 
         last_modified=http_date(st.st_mtime),
     )
     if with_variants:
-        for coding, ext in (("br", ".br"), ("gzip", ".gz")):
-            try:
-                vst = os.stat(path + ext)
-            except OSError:
-                continue
-            if stat.S_ISREG(vst.st_mode):
-                v = build_info(path + ext, vst, with_variants=False)
-                v.content_type = info.content_type
-                v.encoding = coding
-                v.etag = make_etag(vst, coding)
-                info.variants[coding] = v
+        info.variants = find_variants(path, info.content_type)
     return info
+
+
+_VARIANTS = (("br", ".br"), ("gzip", ".gz"))
+
+
+def find_variants(path: str, ctype: str) -> dict[str, FileInfo]:
+    """The precompressed siblings (`path.br`, `path.gz`) of a file, by content-coding.
+
+    `path` is a real path already checked by http/paths.py. Siblings are taken only when they are
+    regular files themselves (lstat): a symlink `file.gz` could lead where no URL may go.
+    """
+    variants: dict[str, FileInfo] = {}
+    for coding, ext in _VARIANTS:
+        try:
+            vst = os.lstat(path + ext)
+        except (OSError, ValueError):
+            continue
+        if stat.S_ISREG(vst.st_mode):
+            v = build_info(path + ext, vst, with_variants=False)
+            v.content_type = ctype
+            v.encoding = coding
+            v.etag = make_etag(vst, coding)
+            variants[coding] = v
+    return variants
+
+
+def _variants_changed(info: FileInfo) -> bool:
+    """True if a precompressed sibling appeared, vanished or changed since `info` was built."""
+    for coding, ext in _VARIANTS:
+        try:
+            vst: os.stat_result | None = os.lstat(info.path + ext)
+        except (OSError, ValueError):
+            vst = None
+        if vst is not None and not stat.S_ISREG(vst.st_mode):
+            vst = None
+        known = info.variants.get(coding)
+        if (vst is None) != (known is None):
+            return True
+        if vst is not None and known is not None and not known.same_file(vst):
+            return True
+    return False
+
+
+def _held_bytes(info: FileInfo | None) -> int:
+    """Memory the cache holds for a file: its body, gzipped body and precompressed bodies."""
+    if info is None:
+        return 0
+    held = len(info.body or b"") + len(info.gzipped or b"")
+    return held + sum(_held_bytes(v) for v in info.variants.values())
 
 
 @dataclass
@@ -128,11 +168,14 @@ class FileCache:
         self._entries: dict[str, _Entry] = {}
         self._bytes = 0
 
-    def lookup(self, path: str) -> tuple[FileInfo | None, bool]:
-        """(FileInfo for a regular file or None, is_dir) for an absolute path; never raises."""
+    def lookup(self, path: str, *, force: bool = False) -> tuple[FileInfo | None, bool]:
+        """(FileInfo for a regular file or None, is_dir) for an absolute path; never raises.
+
+        `force` checks the disk even within the `revalidate` interval.
+        """
         now = self.clock()
         entry = self._entries.get(path)
-        if entry is not None and now - entry.checked < self.revalidate:
+        if entry is not None and not force and now - entry.checked < self.revalidate:
             return entry.info, entry.is_dir
         try:
             st = os.stat(path)
@@ -147,16 +190,20 @@ class FileCache:
             self._store(path, _Entry(None, False, now), entry)
             return None, False
         if entry is not None and entry.info is not None and entry.info.same_file(st):
-            # Unchanged: keep headers and body, re-check variants only (cheap, rare to change).
+            # Unchanged: keep headers and body; the precompressed siblings may have changed alone.
+            info = entry.info
+            if _variants_changed(info):
+                self._bytes -= sum(_held_bytes(v) for v in info.variants.values())
+                info.variants = find_variants(info.path, info.content_type)
             entry.checked = now
-            return entry.info, False
+            return info, False
         info = build_info(path, st)
         self._store(path, _Entry(info, False, now), entry)
         return info, False
 
     def _store(self, path: str, new: _Entry, old: _Entry | None) -> None:
-        if old is not None and old.info is not None and old.info.body is not None:
-            self._bytes -= len(old.info.body)
+        if old is not None:
+            self._bytes -= _held_bytes(old.info)
         if len(self._entries) >= self.max_entries and path not in self._entries:
             # Crude but bounded: drop everything rather than track recency on the hot path.
             self._entries.clear()
@@ -181,6 +228,12 @@ class FileCache:
             info.body = data
             self._bytes += len(data)
         return data
+
+    def keep_gzipped(self, info: FileInfo, data: bytes) -> None:
+        """Keep the on-the-fly gzipped body of a small file, within the memory budget."""
+        if info.gzipped is None and self._bytes + len(data) <= self.max_bytes:
+            info.gzipped = data
+            self._bytes += len(data)
 
 
 def parse_accept_encoding(header: str) -> dict[str, float]:
@@ -242,24 +295,20 @@ async def send_file(
     hdrs = headers if headers is not None else request_headers(scope)
     range_header = hdrs.get("range") if status == 200 else None
 
-    rep = info
-    accept = hdrs.get("accept-encoding")
+    rep, gzip_on_the_fly = _representation(info, hdrs.get("accept-encoding"), range_header, options)
+    if rep.body is None:
+        # The body will come from disk, not from memory: the headers we send must describe the
+        # file as it is now. A cached stat could announce the length of a file since replaced
+        # (a truncated or overlong answer), or of one since deleted.
+        fresh, _ = cache.lookup(info.path, force=True)
+        if fresh is None:
+            await send_error(scope, send, 404, "Not found")
+            return
+        info = fresh
+        rep, gzip_on_the_fly = _representation(
+            info, hdrs.get("accept-encoding"), range_header, options
+        )
     vary = bool(info.variants) or (options.compress and is_textual(info.content_type))
-    gzip_on_the_fly = False
-    if accept and range_header is None:
-        codings = parse_accept_encoding(accept)
-        for coding in ("br", "gzip"):
-            if coding in info.variants and _accepts(codings, coding):
-                rep = info.variants[coding]
-                break
-        else:
-            if (
-                vary
-                and options.compress
-                and info.size >= MIN_COMPRESS
-                and _accepts(codings, "gzip")
-            ):
-                gzip_on_the_fly = True
 
     etag = rep.etag if not gzip_on_the_fly else info.etag[:-1] + '-gzip"'
     base: Headers = [
@@ -312,6 +361,23 @@ async def send_file(
 
     pathsend = "http.response.pathsend" in scope.get("extensions", {})
     await _send_whole(send, method, rep, cache, base, status, pathsend)
+
+
+def _representation(
+    info: FileInfo, accept: str | None, range_header: str | None, options: FileOptions
+) -> tuple[FileInfo, bool]:
+    """The representation to send (a precompressed sibling or the file) and whether to gzip it."""
+    if not accept or range_header is not None:
+        # Ranges are always of the identity representation.
+        return info, False
+    codings = parse_accept_encoding(accept)
+    for coding in ("br", "gzip"):
+        if coding in info.variants and _accepts(codings, coding):
+            return info.variants[coding], False
+    # Only text is worth it (and --compress promises no more); a `.br` sibling of an image must
+    # not turn on gzip for it.
+    compressible = options.compress and is_textual(info.content_type)
+    return info, compressible and info.size >= MIN_COMPRESS and _accepts(codings, "gzip")
 
 
 async def _send_empty(send: Send, status: int, headers: Headers) -> None:
@@ -421,16 +487,16 @@ async def _send_gzip(
     send: Send, method: str, info: FileInfo, cache: FileCache, headers: Headers
 ) -> None:
     """Gzip a text file on the fly; small files are compressed once and kept."""
-    if info.gzipped is None:
+    gzipped = info.gzipped
+    if gzipped is None:
         body = cache.read_small(info)
         if body is not None:
-            info.gzipped = await asyncio.to_thread(_gzip, body)
-    if info.gzipped is not None:
-        headers.append((b"content-length", str(len(info.gzipped)).encode()))
+            gzipped = await asyncio.to_thread(_gzip, body)
+            cache.keep_gzipped(info, gzipped)
+    if gzipped is not None:
+        headers.append((b"content-length", str(len(gzipped)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if method == "HEAD" else info.gzipped}
-        )
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else gzipped})
         return
     # Large text file: stream it, compressed chunk by chunk, with no Content-Length.
     await send({"type": "http.response.start", "status": 200, "headers": headers})

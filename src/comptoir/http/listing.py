@@ -8,7 +8,13 @@ import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from comptoir.http.paths import display_name, is_inside, quote_name, url_for_parts
+from comptoir.http.paths import (
+    display_name,
+    linkable_name,
+    quote_name,
+    reachable,
+    url_for_parts,
+)
 from comptoir.web import render
 
 
@@ -56,19 +62,17 @@ def human_size(size: int) -> str:
 def scan(folder: str, root: str, *, hidden: bool, base_url: str) -> list[Entry]:
     """The entries of `folder` that may be reached, folders first, then by name.
 
-    Symlinks are followed only when they resolve inside `root`; others are left out, as they
-    would not be served anyway.
+    Only what a request could reach is listed (the rules of http/paths.py): symlinks leading
+    outside `root` or to a dotfile, and names no URL can address, are left out.
     """
     entries: list[Entry] = []
     with os.scandir(folder) as it:
         for de in it:
-            if not hidden and de.name.startswith("."):
+            if not linkable_name(de.name, hidden=hidden):
                 continue
             try:
-                if de.is_symlink():
-                    real = os.path.realpath(de.path)
-                    if not is_inside(root, real):
-                        continue
+                if de.is_symlink() and reachable(root, de.path, hidden=hidden) is None:
+                    continue
                 st = de.stat()
             except OSError:
                 continue

@@ -92,16 +92,36 @@ def resolve_path(root: str, raw_path: bytes, *, hidden: bool = False) -> Resolve
     """Resolve a raw URL path under `root` (an absolute real path) or raise PathRefused."""
     parts, trailing = split_url_path(raw_path, hidden=hidden)
     candidate = os.path.join(root, *parts) if parts else root
-    real = os.path.realpath(candidate)
+    real = reachable(root, candidate, hidden=hidden)
+    if real is None:
+        raise PathRefused(404, "Not found")
+    return Resolved(real, parts, trailing)
+
+
+def reachable(root: str, path: str, *, hidden: bool = False) -> str | None:
+    """The real path of `path` if it may be served from `root`, else None.
+
+    Also for files the server picks itself (index.html, 404.html): a symlink planted there must not
+    reach what a URL could not.
+    """
+    real = os.path.realpath(path)
     if not is_inside(root, real):
         # A symlink that leads outside the served folder: treat as missing.
-        raise PathRefused(404, "Not found")
+        return None
     if not hidden and real != root:
         # A symlink inside may still point at a dotfile; keep hidden files hidden.
         rel = os.path.relpath(real, root)
         if any(p.startswith(".") for p in rel.split(os.sep)):
-            raise PathRefused(404, "Not found")
-    return Resolved(real, parts, trailing)
+            return None
+    return real
+
+
+def linkable_name(name: str, *, hidden: bool = False) -> bool:
+    """True if a name on disk can be reached through a URL (listings show only those)."""
+    raw = os.fsencode(name)
+    if raw in (b".", b"..") or (not hidden and raw.startswith(b".")):
+        return False
+    return b"\\" not in raw and not any(b < 0x20 or b == 0x7F for b in raw)
 
 
 def is_inside(root: str, real: str) -> bool:

@@ -26,7 +26,7 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
             continue
         first, dash, last = item.partition("-")
         first, last = first.strip(), last.strip()
-        if not dash or not (first.isdigit() or first == "") or not (last.isdigit() or last == ""):
+        if not dash or not _number_or_empty(first) or not _number_or_empty(last):
             return None  # syntactically invalid: ignore the whole header, as RFC 9110 allows
         if first == "":
             if last == "":
@@ -37,15 +37,21 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
             ranges.append((max(0, size - suffix), size - 1))
             continue
         start = int(first)
-        end = int(last) if last else size - 1
-        if end < start:
+        if last and int(last) < start:
             return None
         if start >= size:
+            # `bytes=10-` of a 10-byte file: valid, but past the end (416 if nothing else is).
             continue
+        end = int(last) if last else size - 1
         ranges.append((start, min(end, size - 1)))
     if not ranges:
         raise Unsatisfiable()
     return _coalesce(ranges) if len(ranges) > 1 else ranges
+
+
+def _number_or_empty(text: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses (a 500).
+    return text == "" or (text.isascii() and text.isdigit())
 
 
 def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

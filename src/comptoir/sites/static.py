@@ -10,7 +10,7 @@ from comptoir.errors import HTTPError
 from comptoir.http import listing
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
-from comptoir.http.paths import quote_name, real_root, resolve_path
+from comptoir.http.paths import quote_name, reachable, real_root, resolve_path, url_for_parts
 from comptoir.settings import setting
 from comptoir.sites import SiteContext, SiteKind
 from comptoir.types import ASGIApp, Receive, Scope, Send
@@ -73,7 +73,8 @@ class StaticSite:
             await self._not_found(scope, receive, send, exc.status, exc.message, exc.headers)
 
     async def _options(self, send: Send) -> None:
-        headers = [(b"allow", ALLOWED.encode()), (b"content-length", b"0")]
+        # No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
+        headers = [(b"allow", ALLOWED.encode())]
         await send({"type": "http.response.start", "status": 204, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
 
@@ -90,9 +91,9 @@ class StaticSite:
         if not is_dir:
             raise HTTPError(404, "Not found")
         if not resolved.trailing_slash:
-            await self._redirect_to_slash(scope, send)
+            await self._redirect_to_slash(scope, send, resolved.parts)
             return
-        index, _ = self.cache.lookup(os.path.join(resolved.path, "index.html"))
+        index = self._file_in(resolved.path, "index.html")
         if index is not None:
             await send_file(scope, receive, send, index, self.cache, self.file_options)
             return
@@ -100,10 +101,11 @@ class StaticSite:
             raise HTTPError(404, "Not found")
         await self._listing(scope, send, resolved.path, resolved.parts)
 
-    async def _redirect_to_slash(self, scope: Scope, send: Send) -> None:
+    async def _redirect_to_slash(self, scope: Scope, send: Send, parts: tuple[str, ...]) -> None:
         # Canonical folder URLs end in "/" so that relative links in pages resolve correctly.
-        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        location = self.prefix + raw + "/"
+        # The location is rebuilt from the checked components, not echoed from the request:
+        # `//evil.example` would otherwise redirect off-site (a protocol-relative URL).
+        location = url_for_parts(parts, prefix=self.prefix, slash=True)
         if scope.get("query_string"):
             location += "?" + scope["query_string"].decode("latin-1")
         body = b"Moved Permanently\n"
@@ -111,6 +113,7 @@ class StaticSite:
             (b"location", location.encode("latin-1")),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
+            (b"x-content-type-options", b"nosniff"),
         ]
         await send({"type": "http.response.start", "status": 301, "headers": headers})
         await send(
@@ -168,7 +171,14 @@ class StaticSite:
         await send_error(scope, send, status, message, headers)
 
     def _root_file(self, name: str) -> FileInfo | None:
-        info, _ = self.cache.lookup(os.path.join(self.root, name))
+        return self._file_in(self.root, name)
+
+    def _file_in(self, folder: str, name: str) -> FileInfo | None:
+        # Files the server picks itself obey the same rules as requested ones (no symlink out).
+        real = reachable(self.root, os.path.join(folder, name), hidden=self.options.hidden)
+        if real is None:
+            return None
+        info, _ = self.cache.lookup(real)
         return info
 
 

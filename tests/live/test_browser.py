@@ -1,0 +1,83 @@
+"""The listing page in a real browser (headless Chromium through Playwright)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import live_server
+
+CHROMIUM = "/usr/bin/chromium"
+ODD = "odd #1 ?x=y & 'quotes' \"<é>\" 100% 🎉.txt"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium, or a skip where there is none (a failure in CI)."""
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is required in CI")
+        pytest.skip(f"{CHROMIUM} not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def test_browse_listing_follow_folder_and_open_an_odd_file(browser: Any, tmp_path: Path) -> None:
+    folder = tmp_path / "My Folder #2"
+    (folder / "deeper").mkdir(parents=True)
+    (folder / ODD).write_text("odd content ✓\n", encoding="utf-8")
+    (tmp_path / "top.txt").write_text("top")
+    with live_server("serve", str(tmp_path)) as srv:
+        page = browser.new_page()
+        try:
+            response = page.goto(srv.url)
+            assert response is not None and response.status == 200
+            assert page.title() == "Index of /"
+            # The stylesheet loads (shared assets under /.comptoir/).
+            color = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert color != "rgba(0, 0, 0, 0)"
+            rows = page.locator("table.listing tbody tr:not(.parent) td:first-child a")
+            assert rows.all_inner_texts() == ["My Folder #2/", "top.txt"]
+
+            page.get_by_role("link", name="My Folder #2/").click()
+            page.wait_for_url(srv.url + "My%20Folder%20%232/")
+            assert page.locator("h1").inner_text() == "Index of /My Folder #2/"
+            crumbs = page.locator("nav.crumbs a")
+            assert crumbs.all_inner_texts() == ["/", "My Folder #2"]
+            assert rows.all_inner_texts() == ["deeper/", ODD]
+
+            # Breadcrumbs lead back up.
+            page.get_by_role("link", name="deeper/").click()
+            page.wait_for_url("**/deeper/")
+            assert crumbs.all_inner_texts() == ["/", "My Folder #2", "deeper"]
+            crumbs.nth(1).click()
+            page.wait_for_url(srv.url + "My%20Folder%20%232/")
+
+            with page.expect_navigation():
+                page.get_by_role("link", name=ODD).click()
+            assert page.locator("body").inner_text().strip() == "odd content ✓"
+            assert page.evaluate("decodeURIComponent(location.pathname)") == (
+                "/My Folder #2/" + ODD
+            )
+        finally:
+            page.close()
