@@ -1,52 +1,100 @@
 """Virtual hosts: choose the site for a request from its `Host:` header and path.
 
-Matching rules (the README documents them):
+Matching rules (the README's "Virtual hosts" section documents them):
 - host names compare case-insensitively, without the port and without a trailing dot; IDNA names
-  match in Unicode or punycode (both are reduced to punycode);
+  match in Unicode or punycode (both are reduced to punycode, as browsers send them);
 - an exact name beats a `*.example.com` wildcard (which covers exactly one label, as in Caddy),
   which beats the site marked `default`; a site with no `hosts` answers any host;
-- within the chosen host, the longest `path` prefix wins (on whole components), and the prefix is
-  moved from `path` to `root_path`, so the site sees its own root.
+- among the sites of the chosen host, the longest `path` prefix wins (on whole components); when
+  none of them is mounted at a prefix of the path, the next rule down is tried;
+- the prefix is moved from `path` to `root_path`, so the site sees its own root; a request for
+  exactly `/prefix` is redirected to `/prefix/` so that relative links resolve inside the site.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import quote, unquote_to_bytes
 
 from comptoir.http.errors import send_error
 from comptoir.types import ASGIApp, Receive, Scope, Send
 
+# One ASCII label of a host name; underscores appear in real-world names (e.g. Docker services).
+_LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
-def normalize_host(host: str) -> str | None:
+
+def normalize_host(host: str, *, wildcard: bool = False) -> str | None:
     """Reduce a host name (from config or a Host header) to its canonical form, or None if bad.
 
-    Lower case, no port, no trailing dot, IDNA labels in punycode; IPv6 literals keep brackets.
+    Lower case, no port, no trailing dot, non-ASCII labels in punycode; IPv6 literals keep their
+    brackets. With `wildcard`, a leading `*` label is allowed (for names in the configuration).
     """
     host = host.strip()
-    if not host:
-        return None
     if host.startswith("["):
-        end = host.find("]")
-        if end == -1:
-            return None
-        return host[: end + 1].lower()
+        return _normalize_ipv6(host)
     if host.count(":") == 1:
         host, _, port = host.partition(":")
-        if port and not port.isdigit():
+        if not _valid_port(port):
             return None
-    host = host.rstrip(".").lower()
-    if not host:
+    elif ":" in host:
+        # An IPv6 address without brackets is not a valid Host value.
         return None
-    if host.isascii():
-        return host
+    if host.endswith("."):
+        host = host[:-1]
+    if not host or len(host) > 253:
+        return None
+    labels = host.split(".")
+    out = []
+    for i, label in enumerate(labels):
+        if label == "*" and wildcard and i == 0 and len(labels) > 1:
+            out.append(label)
+            continue
+        ascii_label = _ascii_label(label)
+        if ascii_label is None:
+            return None
+        out.append(ascii_label)
+    return ".".join(out)
+
+
+def _valid_port(port: str) -> bool:
+    # An empty port is allowed by RFC 3986 ("host:").
+    return port == "" or (port.isascii() and port.isdigit())
+
+
+def _ascii_label(label: str) -> str | None:
+    if not label.isascii():
+        # What browsers do (UTS #46, non-transitional: "ß" stays "ß"): map compatibility forms,
+        # lower-case, then punycode, so Unicode and punycode spellings compare equal.
+        folded = unicodedata.normalize("NFKC", label.lower())
+        try:
+            label = folded if folded.isascii() else "xn--" + folded.encode("punycode").decode()
+        except UnicodeError:
+            return None
+    label = label.lower()
+    return label if _LABEL.fullmatch(label) else None
+
+
+def _normalize_ipv6(host: str) -> str | None:
+    end = host.find("]")
+    if end == -1:
+        return None
+    rest = host[end + 1 :]
+    if rest and not (rest[0] == ":" and _valid_port(rest[1:])):
+        return None
     try:
-        return ".".join(
-            label if label == "*" else label.encode("idna").decode("ascii")
-            for label in host.split(".")
-        )
-    except UnicodeError:
+        address = ipaddress.IPv6Address(host[1:end])
+    except ValueError:
         return None
+    return f"[{address.compressed}]"
+
+
+def normalize_mount(path: str) -> str:
+    """A mount path in canonical form: leading slash, no trailing slash ("/" for the root)."""
+    return "/" + path.strip("/")
 
 
 @dataclass(frozen=True)
@@ -58,11 +106,11 @@ class Route:
     path: str  # "/" or "/prefix" without trailing slash
     default: bool = False
 
-
-def normalize_mount(path: str) -> str:
-    """A mount path in canonical form: leading slash, no trailing slash ("/" for the root)."""
-    path = "/" + path.strip("/")
-    return path
+    def covers(self, path: str) -> bool:
+        """True when the request path lies under this route's mount point."""
+        if self.path == "/":
+            return True
+        return path == self.path or path.startswith(self.path + "/")
 
 
 class HostRouter:
@@ -93,59 +141,127 @@ class HostRouter:
             else None
         )
 
-    def candidates(self, host: str | None) -> list[Route]:
-        """The routes that may answer for a (normalized) host, most specific host rule first."""
+    def host_tables(self, host: str | None) -> list[list[Route]]:
+        """The route tables configured for a (normalized) host name: exact, then wildcard."""
+        tables = []
         if host is not None:
             if host in self.exact:
-                return self.exact[host]
+                tables.append(self.exact[host])
             _, dot, parent = host.partition(".")
             if dot and parent in self.wildcard:
-                return self.wildcard[parent]
-        if self.any_host:
-            return self.any_host
-        return self.default
+                tables.append(self.wildcard[parent])
+        return tables
+
+    def route_for(self, host: str | None, path: str) -> Route | None:
+        """The route answering `path` on a (normalized) host, or None."""
+        for table in (*self.host_tables(host), self.any_host, self.default):
+            for route in table:
+                if route.covers(path):
+                    return route
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one request or WebSocket to the site that answers it."""
         if self.single is not None:
             await self.single.app(scope, receive, send)
             return
-        raw_host = None
-        for k, v in scope["headers"]:
-            if k == b"host":
-                raw_host = v.decode("latin-1")
-                break
-        if raw_host is None and scope["type"] == "http" and scope.get("http_version") == "1.1":
-            # HTTP/1.1 requires Host (RFC 9112 §3.2); HTTP/2 carries :authority instead.
-            await send_error(scope, send, 400, "Missing Host header")
+        if scope["type"] not in ("http", "websocket"):
             return
-        host = normalize_host(raw_host) if raw_host is not None else None
-        if raw_host is not None and host is None:
-            await send_error(scope, send, 400, "Malformed Host header")
+        raw_host = _host_header(scope)
+        host = None
+        if raw_host:
+            host = normalize_host(raw_host)
+            if host is None:
+                await _refuse(scope, send, 400, "Malformed Host header")
+                return
+        elif raw_host is None or scope.get("http_version") == "1.1":
+            # Two Host headers, or none on HTTP/1.1 (granian turns a missing one into an empty
+            # one): RFC 9112 §3.2 requires a 400. HTTP/1.0 may omit it; HTTP/2 uses :authority.
+            await _refuse(scope, send, 400, "Missing or repeated Host header")
             return
         path = scope["path"]
-        for route in self.candidates(host):
-            if route.path == "/":
-                await route.app(scope, receive, send)
-                return
-            if path == route.path or path.startswith(route.path + "/"):
-                await route.app(_strip_prefix(scope, route.path), receive, send)
-                return
-        if scope["type"] == "websocket":
-            await send({"type": "websocket.close", "code": 1008})
+        route = self.route_for(host, path)
+        if route is None:
+            # Say nothing of which hosts this server does serve.
+            if self.host_tables(host):
+                await _refuse(scope, send, 404, "Not found")
+            else:
+                await _refuse(scope, send, 421, "No site is configured for this host name")
             return
-        # Say nothing of which hosts this server does serve.
-        await send_error(scope, send, 421 if host else 404, "No site here")
+        if route.path == "/":
+            await route.app(scope, receive, send)
+        elif path == route.path and scope["type"] == "http":
+            await _redirect_to_slash(scope, send)
+        else:
+            await route.app(_strip_prefix(scope, route.path), receive, send)
+
+
+def _host_header(scope: Scope) -> str | None:
+    """The Host header's value ("" when absent), or None when there are several."""
+    value = ""
+    seen = False
+    for k, v in scope["headers"]:
+        if k == b"host":
+            if seen:
+                return None
+            seen = True
+            try:
+                # Non-browser clients may send a Unicode name as UTF-8.
+                value = v.decode("utf-8")
+            except UnicodeDecodeError:
+                value = "\x00"  # refused by normalize_host
+    return value
+
+
+async def _refuse(scope: Scope, send: Send, status: int, message: str) -> None:
+    if scope["type"] == "websocket":
+        # Closing before accepting makes the server answer the handshake with 403.
+        await send({"type": "websocket.close", "code": 1008})
+        return
+    await send_error(scope, send, status, message)
+
+
+async def _redirect_to_slash(scope: Scope, send: Send) -> None:
+    # A site mounted at /prefix is its own root at /prefix/: relative links need the slash.
+    raw = scope.get("raw_path") or quote(scope["path"], errors="surrogateescape").encode()
+    location = raw + b"/"
+    if scope.get("query_string"):
+        location += b"?" + scope["query_string"]
+    # 301 as for the static site's folders; 308 for other methods, which must keep their body.
+    status = 301 if scope["method"] in ("GET", "HEAD") else 308
+    body = b"Moved Permanently\n" if status == 301 else b"Permanent Redirect\n"
+    headers = [
+        (b"location", location),
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
 
 
 def _strip_prefix(scope: Scope, prefix: str) -> Scope:
     child = dict(scope)
     child["root_path"] = scope.get("root_path", "") + prefix
-    child["path"] = scope["path"][len(prefix) :] or "/"
+    rest = scope["path"][len(prefix) :] or "/"
+    child["path"] = rest
     raw = scope.get("raw_path")
     if raw is not None:
-        # The raw path may encode the prefix differently (%41 for A); strip as many components.
-        depth = prefix.count("/")
-        pieces = raw.split(b"/", depth + 1)
-        child["raw_path"] = b"/" + pieces[depth + 1] if len(pieces) > depth + 1 else b"/"
+        child["raw_path"] = _strip_raw_prefix(raw, prefix, rest)
     return child
+
+
+def _strip_raw_prefix(raw: bytes, prefix: str, rest: str) -> bytes:
+    """The raw path without the components that spell `prefix` (however they are encoded)."""
+    # The raw path may encode the prefix differently (%41 for A): decode it component by component.
+    target = prefix.encode()
+    pieces = raw.split(b"/")
+    consumed = b""
+    for i, piece in enumerate(pieces[1:], start=1):
+        consumed += b"/" + unquote_to_bytes(piece)
+        if consumed == target:
+            remainder = pieces[i + 1 :]
+            return b"/" + b"/".join(remainder) if remainder else b"/"
+        if len(consumed) >= len(target):
+            break
+    # An encoded slash straddles the end of the prefix: the decoded rest is all we can give.
+    return quote(rest, errors="surrogateescape").encode()

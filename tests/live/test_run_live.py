@@ -1,0 +1,177 @@
+"""`comptoir run sites.toml` over real sockets: Host matching, path mounts, Host-less requests."""
+
+from __future__ import annotations
+
+import re
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.live.vhosts import SitesServer, sites_server
+
+SITES_TOML = """
+# The default site comes first so that the first URL printed is http://127.0.0.1:PORT/.
+[[site]]
+name = "fallback"
+default = true
+kind = "static"
+root = "fallback"
+
+[[site]]
+name = "a"
+hosts = ["a.test", "*.a.test", "bücher.test"]
+kind = "static"
+root = "a"
+
+[[site]]
+name = "docs"
+hosts = ["a.test"]
+path = "/docs"
+kind = "static"
+root = "docs"
+listing = true
+
+[[site]]
+name = "deep"
+hosts = ["a.test"]
+path = "/docs/deep"
+kind = "static"
+root = "deep"
+"""
+
+
+def make_sites(folder: Path) -> Path:
+    """Folders with one telling index.html each, and a sites.toml naming them."""
+    for name in ("fallback", "a", "deep"):
+        (folder / name).mkdir()
+        (folder / name / "index.html").write_text(f"site {name}\n")
+    (folder / "docs" / "guide").mkdir(parents=True)
+    (folder / "docs" / "guide" / "intro.txt").write_text("intro\n")
+    (folder / "docs" / "a b.txt").write_text("spaced\n")
+    path = folder / "sites.toml"
+    path.write_text(SITES_TOML, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SitesServer]:
+    """One server for the module: starting one per test would dominate the run time."""
+    path = make_sites(tmp_path_factory.mktemp("sites"))
+    with sites_server("run", str(path), url_count=6) as srv:
+        yield srv
+
+
+def raw_request(port: int, request: bytes) -> bytes:
+    """Send bytes as they are (no client fills in a Host header) and return the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return data
+
+
+def test_urls_printed_per_site(server: SitesServer) -> None:
+    port = server.port
+    assert server.urls == [
+        f"http://127.0.0.1:{port}/",
+        f"http://a.test:{port}/",
+        f"http://www.a.test:{port}/",
+        f"http://bücher.test:{port}/",
+        f"http://a.test:{port}/docs/",
+        f"http://a.test:{port}/docs/deep/",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "site"),
+    [
+        ("a.test", "a"),
+        ("A.TEST", "a"),
+        ("a.test:8080", "a"),
+        ("a.test.", "a"),
+        ("A.Test.:80", "a"),
+        ("www.a.test", "a"),
+        ("docs.A.test", "a"),
+        ("xn--bcher-kva.test", "a"),
+        ("XN--BCHER-KVA.TEST.", "a"),
+        # One label only under a wildcard; everything else reaches the default site.
+        ("x.y.a.test", "fallback"),
+        ("unknown.test", "fallback"),
+        ("127.0.0.1", "fallback"),
+        ("[::1]:8000", "fallback"),
+    ],
+)
+def test_host_header_picks_the_site(server: SitesServer, host: str, site: str) -> None:
+    r = server.get(host)
+    assert r.status_code == 200
+    assert r.text == f"site {site}\n"
+
+
+def test_unicode_host_sent_as_utf8(server: SitesServer) -> None:
+    answer = raw_request(
+        server.port, "GET / HTTP/1.1\r\nHost: BÜCHER.test\r\nConnection: close\r\n\r\n".encode()
+    )
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.endswith(b"site a\n")
+
+
+def test_missing_host_on_http11_is_400(server: SitesServer) -> None:
+    answer = raw_request(server.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_two_host_headers_are_400(server: SitesServer) -> None:
+    answer = raw_request(
+        server.port, b"GET / HTTP/1.1\r\nHost: a.test\r\nHost: b.test\r\nConnection: close\r\n\r\n"
+    )
+    assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_missing_host_on_http10_reaches_the_default_site(server: SitesServer) -> None:
+    answer = raw_request(server.port, b"GET / HTTP/1.0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.0 200")
+    assert answer.endswith(b"site fallback\n")
+
+
+def test_longest_path_prefix_wins(server: SitesServer) -> None:
+    assert server.get("a.test", "/docs/deep/").text == "site deep\n"
+    assert server.get("a.test", "/docs/guide/intro.txt").text == "intro\n"
+    assert server.get("a.test", "/docs/a%20b.txt").text == "spaced\n"
+    assert server.get("www.a.test", "/docs/guide/intro.txt").status_code == 404
+
+
+def test_exact_prefix_redirects_to_its_slash(server: SitesServer) -> None:
+    r = server.get("a.test", "/docs?sort=name")
+    assert r.status_code == 301
+    assert r.headers["location"] == "/docs/?sort=name"
+    r = server.get("a.test", "/docs/deep")
+    assert (r.status_code, r.headers["location"]) == (301, "/docs/deep/")
+
+
+def test_site_redirects_and_links_include_the_prefix(server: SitesServer) -> None:
+    r = server.get("a.test", "/docs/guide")
+    assert (r.status_code, r.headers["location"]) == (301, "/docs/guide/")
+    listing = server.get("a.test", "/docs/").text
+    hrefs = re.findall(r'href="([^"]+)"', listing)
+    assert "/docs/guide/" in hrefs
+    assert "/docs/a%20b.txt" in hrefs
+    assert "/docs/.comptoir/comptoir.css" in hrefs
+    assert server.get("a.test", "/docs/.comptoir/comptoir.css").status_code == 200
+    sub = server.get("a.test", "/docs/guide/").text
+    assert "/docs/guide/intro.txt" in re.findall(r'href="([^"]+)"', sub)
+
+
+def test_unknown_host_without_default_is_421(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    path = tmp_path / "sites.toml"
+    path.write_text('[[site]]\nhosts = ["a.test"]\nkind = "static"\nroot = "a"\n')
+    with sites_server("run", str(path), url_count=1) as srv:
+        assert srv.get("a.test").status_code in (200, 404)
+        r = srv.get("other.test")
+        assert r.status_code == 421
+        assert "a.test" not in r.text
+        answer = raw_request(srv.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 400")
