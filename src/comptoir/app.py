@@ -1,7 +1,8 @@
-"""Assembles the ASGI app a worker serves: access log → lifespan → host router → sites.
+"""Assembles the ASGI app a worker serves: access log → lifespan → host router → security → sites.
 
 `build_app(config)` runs in each worker process: every site kind builds its app from its options,
-each is wrapped so `/.comptoir/…` answers the shared CSS/JS, and the router picks one per request.
+each is wrapped so `/.comptoir/…` answers the shared CSS/JS, then in the security middlewares
+(headers, theme switch, password: `security.secure_site`), and the router picks one per request.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
 from comptoir.http.errors import send_error
 from comptoir.http.files import FileCache, FileOptions, send_file
 from comptoir.http.paths import PathRefused, resolve_path
+from comptoir.security import secure_site
 from comptoir.sites import SiteContext, get_kind
 from comptoir.state import open_store
 from comptoir.types import ASGIApp, Receive, Scope, Send
@@ -113,8 +115,11 @@ def build_app(
         )
         app = kind.build(site.options, context)
         site_apps.append(app)
-        hosts = tuple(h for h in (normalize_host(x) for x in site.hosts) if h)
-        routes.append(Route(WithAssets(app), hosts, mount, site.default))
+        hosts = tuple(h for h in (normalize_host(x, wildcard=True) for x in site.hosts) if h)
+        # Security sits inside the router, so it sees each site's own paths (its login page is
+        # `<mount>/.comptoir/login`), and outside the assets, which the login page itself needs.
+        guarded = secure_site(WithAssets(app), config.server, store)
+        routes.append(Route(guarded, hosts, mount, site.default))
     outer: ASGIApp = Lifespan(HostRouter(routes), site_apps)
     if not config.server.quiet:
         outer = AccessLog(outer, config.server.log_format)

@@ -15,6 +15,7 @@ from rich.text import Text
 
 from comptoir import __version__
 from comptoir.config import Config
+from comptoir.security.tls import TLSFiles
 from comptoir.server import SiteURL
 
 
@@ -31,16 +32,18 @@ def print_banner(
     out: TextIO | None = None,
     err: TextIO | None = None,
     services: list[tuple[str, str]] | None = None,
+    tls: TLSFiles | None = None,
 ) -> None:
     """Print the banner, or only the URLs when the server is quiet.
 
     `services` are (name, address) pairs of non-HTTP listeners (e.g. `tcp://…` echo), printed
-    after the URLs.
+    after the URLs. `tls` tells which certificate serves HTTPS (and how to trust the local CA).
     """
     out = out or sys.stdout
     if config.server.quiet:
         for u in urls:
-            out.write(u.url + "\n")
+            if not u.fallback:
+                out.write(u.url + "\n")
         for _, address in services or []:
             out.write(address + "\n")
         out.flush()
@@ -48,10 +51,12 @@ def print_banner(
     console = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
     console.print(Text(f"comptoir {__version__}", style="bold"))
     several = len({u.site for u in urls}) > 1
+    defaults = {s.name or s.kind for s in config.sites if s.default}
     current = None
     for u in urls:
         if several and u.site != current:
-            console.print(Text(f"  {u.site}", style="bold"))
+            tag = "  (default: any other host name)" if u.site in defaults else ""
+            console.print(Text(f"  {u.site}", style="bold"), Text(tag, style="dim"), sep="")
             current = u.site
         mark = "  ← primary" if u.primary and not several else ""
         console.print(
@@ -62,6 +67,27 @@ def print_banner(
         console.file.write(qr_text(primary.url))
     for name, address in services or []:
         console.print(Text(f"    {address}", style="cyan"), Text(f"  ({name})", style="dim"))
+    if tls is not None:
+        print_tls(console, tls)
     s = config.server
+    if s.password_hash:
+        hint = "  password required (browsers: login page; scripts: curl -u any:PASSWORD)"
+        console.print(Text(hint, style="dim"))
     workers = f"{s.workers} worker{'s' if s.workers > 1 else ''}"
     console.print(Text(f"  {workers} · Ctrl-C to stop", style="dim"))
+
+
+def print_tls(console: Console, tls: TLSFiles) -> None:
+    """The HTTPS lines: the local CA's file, fingerprint and how to trust it, or the user's cert."""
+    if tls.ca is None:
+        console.print(Text("  HTTPS with your certificate", style="dim"))
+        return
+    ca = tls.ca
+    console.print(Text("  HTTPS by comptoir's local CA", style="bold"))
+    console.print(Text(f"    {ca.cert_path}", style="cyan"))
+    console.print(Text(f"    SHA-256 {ca.fingerprint}", style="dim"))
+    console.print(
+        Text("    trust it: comptoir ca install   or   curl --cacert ", style="dim"),
+        Text(str(ca.cert_path), style="dim"),
+        sep="",
+    )

@@ -8,6 +8,7 @@ sites.toml) and hands it to `Server(config)`. Site kinds bring their own options
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from comptoir.settings import parse_duration, setting
@@ -44,6 +45,55 @@ class ServerOptions:
         10.0,
         "Seconds transfers in flight may take to finish at shutdown.",
         minimum=0,
+        parse=parse_duration,
+    )
+    # HTTPS (security/tls.py). --tls alone uses comptoir's local CA; --cert/--key the user's own.
+    tls: bool = setting(
+        False,
+        "Serve HTTPS with a certificate from comptoir's local CA (made on first use).",
+        flag_only=True,
+    )
+    cert: Path | None = setting(
+        None, "Serve HTTPS with this certificate (PEM, with its chain).", default_text="none"
+    )
+    key: Path | None = setting(
+        None, "Private key of --cert (PEM: PKCS#8, EC or RSA).", default_text="in --cert"
+    )
+    key_password: str | None = setting(
+        None, "Password of an encrypted --key (prefer the variable).", default_text="none"
+    )
+    redirect_http: int | None = setting(
+        None,
+        "Also listen for plain HTTP on this port and redirect it to HTTPS.",
+        minimum=0,
+        maximum=65535,
+        default_text="off",
+    )
+    # Password (security/passwords.py, auth.py). Only the hash reaches the workers.
+    password: bool = setting(
+        False,
+        "Ask for a password (hidden prompt); COMPTOIR_PASSWORD gives it without asking.",
+        flag_only=True,
+        env=False,
+    )
+    password_file: Path | None = setting(
+        None, "Read the password from the first line of FILE.", default_text="none"
+    )
+    password_hash: str | None = setting(
+        None, "scrypt hash of the password (made by comptoir from the above).", cli=False
+    )
+    session_idle: float = setting(
+        2 * 3600.0,
+        "A login ends after this long without a request.",
+        default_text="2h",
+        minimum=1,
+        parse=parse_duration,
+    )
+    session_max: float = setting(
+        7 * 86400.0,
+        "A login ends this long after it was made, however active.",
+        default_text="7d",
+        minimum=1,
         parse=parse_duration,
     )
 

@@ -21,3 +21,11 @@ class HTTPError(ComptoirError):
         self.status = status
         self.message = message
         self.headers = headers or {}
+
+
+class ConfigProblems(ConfigError):
+    """Several problems found at once (a sites.toml file): reported one line each, exit code 2."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems

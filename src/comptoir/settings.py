@@ -43,6 +43,18 @@ class Setting:
     secret: bool = False
     # Not settable from the command line (e.g. a kind's option only sites.toml sets).
     cli: bool = True
+    # Also read from COMPTOIR_<NAME>; False when that variable means something else (the
+    # `--password` flag prompts, while COMPTOIR_PASSWORD holds the password itself).
+    env: bool = True
+
+
+class OptionError(ConfigError):
+    """A bad value for one option, with the option's name and the problem kept for callers."""
+
+    def __init__(self, where: str, name: str, problem: str) -> None:
+        super().__init__(f"{where}: {name}: {problem}")
+        self.name = name
+        self.problem = problem
 
 
 def setting(default: Any, help: str, **kwargs: Any) -> Any:
@@ -123,12 +135,12 @@ def convert_value(opt: OptionField, value: Any, where: str) -> Any:
     if value is None:
         if opt.optional:
             return None
-        raise ConfigError(f"{where}: {opt.name} must not be empty")
+        raise OptionError(where, opt.name, "must not be empty")
     if opt.is_sequence:
         if isinstance(value, str | Path):
             value = [value]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{where}: {opt.name} must be a list")
+            raise OptionError(where, opt.name, "must be a list")
         return tuple(_convert_scalar(opt, opt.item_type, v, where) for v in value)
     return _convert_scalar(opt, _unwrap_optional(opt.type), value, where)
 
@@ -139,39 +151,39 @@ def _convert_scalar(opt: OptionField, tp: Any, value: Any, where: str) -> Any:
         try:
             value = s.parse(value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: {opt.name}: {exc}") from None
+            raise OptionError(where, opt.name, str(exc)) from None
         return value
     choices = opt.choices
     if choices is not None:
         if value not in choices:
-            raise ConfigError(f"{where}: {opt.name} must be one of {', '.join(choices)}")
+            raise OptionError(where, opt.name, f"must be one of {', '.join(choices)}")
         return value
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{where}: {opt.name} must be true or false")
+        raise OptionError(where, opt.name, "must be true or false")
     if tp is Path:
         if not isinstance(value, str | Path):
-            raise ConfigError(f"{where}: {opt.name} must be a path (a string)")
+            raise OptionError(where, opt.name, "must be a path (a string)")
         return Path(value).expanduser()
     if tp is int or tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: {opt.name} must be a number")
+            raise OptionError(where, opt.name, "must be a number")
         if tp is int and not isinstance(value, int):
-            raise ConfigError(f"{where}: {opt.name} must be a whole number")
+            raise OptionError(where, opt.name, "must be a whole number")
         if s.minimum is not None and value < s.minimum:
-            raise ConfigError(f"{where}: {opt.name} must be at least {s.minimum:g}")
+            raise OptionError(where, opt.name, f"must be at least {s.minimum:g}")
         if s.maximum is not None and value > s.maximum:
-            raise ConfigError(f"{where}: {opt.name} must be at most {s.maximum:g}")
+            raise OptionError(where, opt.name, f"must be at most {s.maximum:g}")
         return tp(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: {opt.name} must be a string")
+            raise OptionError(where, opt.name, "must be a string")
         return value
     if s.parse is not None:
         # Already of the parsed type (e.g. a number of bytes given as a TOML integer).
         return value
-    raise ConfigError(f"{where}: {opt.name} has an unsupported type")
+    raise OptionError(where, opt.name, "has an unsupported type")
 
 
 def options_from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T:
@@ -182,7 +194,7 @@ def options_from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T
         name = key.replace("-", "_")
         opt = fields.get(name)
         if opt is None:
-            raise ConfigError(f"{where}: unknown key {key!r}")
+            raise OptionError(where, key, "unknown key")
         values[name] = convert_value(opt, raw, where)
     return cls(**values)
 

@@ -1,1 +1,30 @@
 """Security pieces: capability tokens, TLS (local CA), passwords and sessions, headers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from comptoir.config import ServerOptions
+    from comptoir.state import StateStore
+    from comptoir.types import ASGIApp
+
+
+def secure_site(app: ASGIApp, options: ServerOptions, store: StateStore) -> ASGIApp:
+    """Wrap one site: security headers → theme switch → password gate (if a password is set)."""
+    # Imported here: `comptoir.security.capability` must stay cheap to import on its own.
+    from comptoir.security.auth import AuthSettings, PasswordGate
+    from comptoir.security.headers import SecurityHeaders
+    from comptoir.web.theme import ThemeSwitch
+
+    secure = options.tls or options.cert is not None
+    if options.password_hash:
+        settings = AuthSettings(
+            password_hash=options.password_hash,
+            secure=secure,
+            idle=options.session_idle,
+            absolute=options.session_max,
+        )
+        app = PasswordGate(app, settings, store)
+    app = ThemeSwitch(app, secure=secure)
+    return SecurityHeaders(app, hsts=options.cert is not None)

@@ -8,6 +8,8 @@ from typing import Any
 
 import jinja2
 
+from comptoir.web.page import page_state
+
 STATIC_DIR = resources.files("comptoir.web") / "static"
 # Every page links its CSS/JS under this path, answered by `assets_app` on every site.
 ASSETS_PREFIX = "/.comptoir/"
@@ -24,6 +26,8 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
     )
     env.globals["assets"] = ASSETS_PREFIX
+    # The request's theme, CSRF token and login state (web/page.py); base.html calls it.
+    env.globals["page_state"] = page_state
     return env
 
 

@@ -1,0 +1,91 @@
+"""A password-protected server as users run it: curl -u, browsers' sessions across two workers."""
+
+from __future__ import annotations
+
+import re
+import ssl
+import subprocess
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import live_server, need_tool
+
+
+def test_curl_basic_auth(tmp_path: Path) -> None:
+    curl = need_tool("curl")
+    (tmp_path / "a.txt").write_text("a\n")
+    with live_server("serve", str(tmp_path), env={"COMPTOIR_PASSWORD": "s3cret"}) as srv:
+
+        def status(*args: str) -> str:
+            return subprocess.run(
+                [curl, "-sS", "-o", "/dev/null", "-w", "%{http_code}", *args, srv.url + "a.txt"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout
+
+        assert status() == "401"
+        assert status("-u", "any:s3cret") == "200"
+        assert status("-u", ":s3cret") == "200"
+        body = subprocess.run(
+            [curl, "-sS", "-u", "me:s3cret", srv.url + "a.txt"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        assert body == "a\n"
+        assert status("-u", "any:wrong") == "401"
+
+
+def test_password_file(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a\n")
+    (tmp_path / "pw").write_text("from a file\n")
+    with live_server("serve", str(tmp_path), "--password-file", str(tmp_path / "pw")) as srv:
+        assert httpx.get(srv.url + "a.txt").status_code == 401
+        assert httpx.get(srv.url + "a.txt", auth=("x", "from a file")).text == "a\n"
+
+
+def test_sessions_and_login_limit_hold_across_two_workers_under_tls(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_text("a\n")
+    data = tmp_path / "data"
+    env = {"COMPTOIR_PASSWORD": "s3cret", "COMPTOIR_DATA_DIR": str(data)}
+    with live_server("serve", str(site), "--tls", "--workers", "2", env=env) as srv:
+        context = ssl.create_default_context(cafile=str(data / "ca.pem"))
+        # Log in once, as a browser does: the form, then the POST.
+        with httpx.Client(verify=context, base_url=srv.url) as browser:
+            page = browser.get("/.comptoir/login", params={"next": "/a.txt"})
+            match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+            assert match
+            r = browser.post(
+                "/.comptoir/login",
+                data={"csrf_token": match.group(1), "next": "/a.txt", "password": "s3cret"},
+            )
+            assert r.status_code == 303
+            session_id = browser.cookies["comptoir_session"]
+            cookie = f"comptoir_session={session_id}; Path=/; HttpOnly; Secure; SameSite=Lax"
+            assert cookie in r.headers.get_list("set-cookie")
+        # Twenty requests, each on a new connection: whichever worker answers knows the session.
+        for _ in range(20):
+            r = httpx.get(
+                srv.url + "a.txt",
+                verify=context,
+                cookies={"comptoir_session": session_id},
+                headers={"Connection": "close"},
+            )
+            assert r.status_code == 200 and r.text == "a\n"
+        # Failed logins add up across workers too: the fifth one blocks this address.
+        statuses = [
+            httpx.get(srv.url, verify=context, auth=("x", f"guess{i}")).status_code
+            for i in range(5)
+        ]
+        assert statuses == [401, 401, 401, 401, 429]
+        blocked = httpx.get(srv.url, verify=context, auth=("x", "s3cret"))
+        assert blocked.status_code == 429
+        assert 0 < int(blocked.headers["retry-after"]) <= 300
+        # A browser already logged in is not affected.
+        r = httpx.get(srv.url + "a.txt", verify=context, cookies={"comptoir_session": session_id})
+        assert r.status_code == 200

@@ -1,0 +1,219 @@
+"""HTTPS as a user runs it: real TLS clients trusting only comptoir's local CA, or the user's CA."""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+from tests.conftest import LiveServer, live_server, need_tool
+from tests.test_tls import make_user_cert, new_key, write_key
+
+
+@dataclass
+class TLSRun:
+    """A server started with --tls --redirect-http 0, and the CA file that signs its leaf."""
+
+    server: LiveServer
+    ca_file: Path
+
+    @property
+    def url(self) -> str:
+        """The HTTPS URL."""
+        return self.server.urls[0]
+
+    @property
+    def redirect_url(self) -> str:
+        """The plain-HTTP redirect listener's URL."""
+        return self.server.urls[1]
+
+    @property
+    def port(self) -> int:
+        """The HTTPS port."""
+        return int(self.url.rstrip("/").rsplit(":", 1)[1])
+
+
+@pytest.fixture(scope="module")
+def tls_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRun]:
+    """One local-CA HTTPS server for the module."""
+    root = tmp_path_factory.mktemp("site")
+    (root / "a.txt").write_text("hello\n")
+    data = tmp_path_factory.mktemp("data")
+    env = {"COMPTOIR_DATA_DIR": str(data)}
+    with live_server(
+        "serve", str(root), "--tls", "--redirect-http", "0", url_count=2, env=env
+    ) as s:
+        yield TLSRun(s, data / "ca.pem")
+
+
+def test_https_with_a_client_trusting_only_the_local_ca(tls_run: TLSRun) -> None:
+    assert tls_run.url.startswith("https://127.0.0.1:")
+    assert tls_run.redirect_url.startswith("http://127.0.0.1:")
+    context = ssl.create_default_context(cafile=str(tls_run.ca_file))
+    r = httpx.get(tls_run.url + "a.txt", verify=context)
+    assert r.status_code == 200 and r.text == "hello\n"
+    # The leaf names localhost too.
+    r = httpx.get(f"https://localhost:{tls_run.port}/a.txt", verify=context)
+    assert r.status_code == 200
+    # The public roots do not vouch for it: the trust really comes from the local CA.
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(tls_run.url + "a.txt")
+    # No HSTS for a local CA's certificate, whatever the host name.
+    r = httpx.get(tls_run.url + "a.txt", verify=context, headers={"Host": "example.test"})
+    assert "strict-transport-security" not in r.headers
+
+
+def test_curl_with_cacert_speaks_http2(tls_run: TLSRun) -> None:
+    curl = need_tool("curl")
+
+    def version(*flags: str) -> str:
+        out = subprocess.run(
+            [
+                curl,
+                "-sS",
+                "--cacert",
+                str(tls_run.ca_file),
+                *flags,
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{http_version}",
+                tls_run.url + "a.txt",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
+        return out.stdout
+
+    assert version("--http2") == "200 2"
+    assert version("--http1.1") == "200 1.1"
+
+
+def test_tls_1_2_is_the_minimum(tls_run: TLSRun) -> None:
+    openssl = need_tool("openssl")
+
+    def handshake(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{tls_run.port}",
+                "-CAfile",
+                str(tls_run.ca_file),
+                *flags,
+            ],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+
+    # SECLEVEL=0 lets this client offer TLS 1.1 at all: the refusal must come from the server.
+    old = handshake("-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    assert old.returncode != 0
+    assert "alert" in old.stderr
+    assert "Cipher is (NONE)" in old.stdout
+    for flag, name in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        ok = handshake(flag, "-alpn", "h2,http/1.1")
+        assert ok.returncode == 0, ok.stderr
+        assert f"Protocol  : {name}" in ok.stdout or f"New, {name}," in ok.stdout
+        assert "Verify return code: 0 (ok)" in ok.stdout
+        assert "ALPN protocol: h2" in ok.stdout
+
+
+def test_plain_http_is_redirected_to_https(tls_run: TLSRun) -> None:
+    r = httpx.get(tls_run.redirect_url + "/a.txt?x=1&y=2")
+    assert r.status_code == 308
+    assert r.headers["location"] == tls_run.url + "a.txt?x=1&y=2"
+    posted = httpx.post(tls_run.redirect_url + "/up", content=b"data")
+    assert posted.status_code == 308
+    context = ssl.create_default_context(cafile=str(tls_run.ca_file))
+    with httpx.Client(verify=context, follow_redirects=True) as c:
+        final = c.get(tls_run.redirect_url + "/a.txt")
+        assert final.status_code == 200 and final.text == "hello\n"
+        assert str(final.url) == tls_run.url + "a.txt"
+
+
+@pytest.mark.parametrize(
+    ("kind", "form", "password"),
+    [
+        ("rsa", "traditional", None),
+        ("ec", "pkcs8-encrypted", "hunter2"),
+    ],
+)
+def test_a_users_certificate_with_hsts(
+    tmp_path: Path, kind: str, form: str, password: str | None
+) -> None:
+    curl = need_tool("curl")
+    key = new_key(kind)
+    chain, _, test_ca = make_user_cert(tmp_path, key)
+    write_key(tmp_path / "key.pem", key, form, password)
+    ca_file = tmp_path / "test-ca.pem"
+    ca_file.write_bytes(test_ca.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.txt").write_text("mine\n")
+    env = {"COMPTOIR_KEY_PASSWORD": password} if password else {}
+    args = [
+        "serve",
+        str(tmp_path / "site"),
+        "--cert",
+        str(chain),
+        "--key",
+        str(tmp_path / "key.pem"),
+    ]
+    with live_server(*args, env=env) as srv:
+        assert srv.url.startswith("https://127.0.0.1:")
+        port = srv.url.rstrip("/").rsplit(":", 1)[1]
+
+        def headers(url: str, *extra: str) -> str:
+            return subprocess.run(
+                [curl, "-sS", "--cacert", str(ca_file), "-D", "-", "-o", "/dev/null", *extra, url],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            ).stdout.lower()
+
+        named = headers(
+            f"https://example.test:{port}/a.txt", "--resolve", f"example.test:{port}:127.0.0.1"
+        )
+        assert named.startswith("http/2 200")
+        assert "strict-transport-security: max-age=31536000" in named
+        by_address = headers(srv.url + "a.txt")
+        assert by_address.startswith("http/2 200")
+        assert "strict-transport-security" not in by_address
+
+
+def test_an_encrypted_key_without_its_password_is_one_line_exit_2(tmp_path: Path) -> None:
+    from tests.conftest import comptoir_cmd
+
+    key = new_key("ec")
+    chain, _, _ = make_user_cert(tmp_path, key)
+    write_key(tmp_path / "key.pem", key, "pkcs8-encrypted", "pw")
+    proc = subprocess.run(
+        comptoir_cmd(
+            "serve",
+            str(tmp_path),
+            "--port",
+            "0",
+            "--cert",
+            str(chain),
+            "--key",
+            str(tmp_path / "key.pem"),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1
+    assert "is encrypted: give --key-password or COMPTOIR_KEY_PASSWORD" in proc.stderr
