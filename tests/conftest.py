@@ -95,7 +95,10 @@ def comptoir_cmd(*args: str) -> list[str]:
 
 @contextlib.contextmanager
 def live_server(
-    *args: str, url_count: int = 1, timeout: float = 20, env: dict[str, str] | None = None,
+    *args: str,
+    url_count: int = 1,
+    timeout: float = 20,
+    env: dict[str, str] | None = None,
     cwd: str | Path | None = None,
 ) -> Iterator[LiveServer]:
     """Run `comptoir ARGS --quiet --host 127.0.0.1 --port 0`; yield once its URLs are printed."""

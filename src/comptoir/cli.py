@@ -6,6 +6,7 @@ docs cannot drift apart. Every option can also come from a `COMPTOIR_<NAME>` var
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,7 +16,7 @@ import click
 
 from comptoir import __version__
 from comptoir.config import Config, ServerOptions, SiteConfig
-from comptoir.errors import ConfigError
+from comptoir.errors import ConfigError, ConfigProblems
 from comptoir.settings import OptionField, option_fields
 from comptoir.sites import KINDS
 
@@ -71,7 +72,7 @@ def click_params(cls: type[Any]) -> list[click.Parameter]:
         s = opt.setting
         if not s.cli:
             continue
-        envvar = ENV_PREFIX + opt.name.upper()
+        envvar = ENV_PREFIX + opt.name.upper() if s.env else None
         if s.argument:
             params.append(
                 click.Argument(
@@ -100,7 +101,7 @@ def click_params(cls: type[Any]) -> list[click.Parameter]:
                 help=s.help + (f" [default: {s.default_text}]" if s.default_text else ""),
                 show_default=s.default_text is None and opt.type is not bool,
                 envvar=envvar,
-                show_envvar=True,
+                show_envvar=envvar is not None,
                 hidden=s.secret,
             )
         )
@@ -155,6 +156,142 @@ def serve(**values: Any) -> None:
     run_config(serve_config("static", values))
 
 
+@cli.command()
+@with_params(KINDS["receive"].options, ServerOptions)
+def receive(**values: Any) -> None:
+    """Receive files into DIR (default: the current folder) through a secret link."""
+    run_config(serve_config("receive", values))
+
+
+@cli.command()
+@with_params(KINDS["share"].options, ServerOptions)
+def share(**values: Any) -> None:
+    """Share files and folders (PATH...) through a secret link: a page for browsers, the
+    content itself for curl -OJ and wget."""
+    run_config(serve_config("share", values))
+
+
+@cli.command()
+@with_params(KINDS["echo"].options, ServerOptions)
+def echo(**values: Any) -> None:
+    """An httpbin-compatible HTTP inspection service; with --tcp/--udp, RFC 862 echo too."""
+    run_config(serve_config("echo", values))
+
+
+SITES_FILE = click.argument(
+    "sites_file", type=click.Path(path_type=Path), default="sites.toml", metavar="[SITES.TOML]"
+)
+
+
+@cli.command()
+@SITES_FILE
+@with_params(ServerOptions)
+@click.pass_context
+def run(ctx: click.Context, /, sites_file: Path, **values: Any) -> None:
+    """Serve the sites of a sites.toml file on one port.
+
+    Each [[site]] answers on its host names and path; options given here (or as COMPTOIR_*
+    variables) override the file's [server] table.
+    """
+    from comptoir.sitesfile import load_sites_file
+
+    config = load_sites_file(sites_file)
+    # Flags and COMPTOIR_* variables the user gave override the file's [server] table.
+    given = {
+        k: v
+        for k, v in values.items()
+        if ctx.get_parameter_source(k)
+        in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
+    }
+    server = dataclasses.replace(config.server, **given)
+    run_config(dataclasses.replace(config, server=server))
+
+
+@cli.command()
+@SITES_FILE
+def check(sites_file: Path) -> None:
+    """Check a sites.toml file without serving it.
+
+    Prints a summary and exits 0, or lists every problem with its line and exits 2.
+    """
+    from comptoir.server import Server
+    from comptoir.sitesfile import load_sites_file, summary
+
+    config = load_sites_file(sites_file)
+    # The server's own checks too (TLS files...): everything `run` checks before it binds.
+    Server(config).check()
+    click.echo(summary(config, str(sites_file)))
+
+
+@cli.command()
+@with_params(ServerOptions)
+def demo(**values: Any) -> None:
+    """Serve the built-in demo on *.localhost names.
+
+    A home page at www.localhost (also the default site: http://127.0.0.1:PORT/) and sample
+    sites on other names under .localhost, which browsers resolve to this machine.
+    """
+    from comptoir.demo import demo_config
+
+    run_config(demo_config(build_options(ServerOptions, values)))
+
+
+@cli.group()
+def ca() -> None:
+    """The local certificate authority behind --tls: where it is, and trusting it."""
+
+
+@ca.command("path")
+def ca_path() -> None:
+    """Print the path of the CA certificate (made on first use), e.g. for curl --cacert."""
+    from comptoir.security.ca import load_or_create_ca
+
+    click.echo(str(load_or_create_ca().cert_path))
+
+
+@ca.command("show")
+def ca_show() -> None:
+    """Show the CA: file, name, fingerprint, validity, and where it is trusted."""
+    from comptoir.security import truststore
+    from comptoir.security.ca import load_or_create_ca
+
+    local_ca = load_or_create_ca()
+    for line in truststore.describe(local_ca):
+        click.echo(line)
+
+
+@ca.command("install")
+def ca_install() -> None:
+    """Trust the CA in the system store and in Firefox/Chromium (NSS); exit 1 if a step failed."""
+    from comptoir.security import truststore
+    from comptoir.security.ca import load_or_create_ca
+
+    local_ca = load_or_create_ca()
+    store, dbs = truststore.system_store(), truststore.nss_databases()
+    _report_trust(truststore.install(local_ca, store, dbs))
+
+
+@ca.command("uninstall")
+def ca_uninstall() -> None:
+    """Remove the CA from the places `ca install` puts it; the CA files themselves stay."""
+    from comptoir.security import truststore
+    from comptoir.security.ca import load_ca
+
+    local_ca = load_ca()
+    if local_ca is None:
+        click.echo("no local CA: nothing to uninstall")
+        return
+    store, dbs = truststore.system_store(), truststore.nss_databases()
+    _report_trust(truststore.uninstall(local_ca, store, dbs))
+
+
+def _report_trust(outcomes: Sequence[Any]) -> None:
+    for o in outcomes:
+        click.echo(f"{'ok' if o.ok else 'FAILED'}: {o.where}: {o.message}")
+    if any(not o.ok for o in outcomes):
+        sys.exit(1)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run the CLI; user errors become one line on stderr and exit code 2."""
     try:
@@ -170,6 +307,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         _fail(message)
     except click.ClickException as exc:
         _fail(exc.format_message())
+    except ConfigProblems as exc:
+        _fail(*exc.problems)
     except ConfigError as exc:
         _fail(str(exc))
     except KeyboardInterrupt:
@@ -177,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(0)
 
 
-def _fail(message: str) -> None:
-    click.echo(f"comptoir: error: {' '.join(message.split())}", err=True)
+def _fail(*messages: str) -> None:
+    # One line per problem (a sites.toml may have several), never a stray newline in one.
+    for message in messages:
+        click.echo(f"comptoir: error: {' '.join(message.split())}", err=True)
     sys.exit(2)

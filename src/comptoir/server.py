@@ -8,6 +8,7 @@ must become one clear line (ConfigError), not a traceback from a worker.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import signal
@@ -16,12 +17,14 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from comptoir.app import build_app
 from comptoir.config import ALL_INTERFACES, Config
 from comptoir.errors import ConfigError
 from comptoir.netinfo import lan_addresses
+from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
 from comptoir.services import Service, ServiceRunner
 from comptoir.sites import get_kind
 from comptoir.state import open_store
@@ -35,6 +38,9 @@ class SiteURL:
     site: str
     url: str
     primary: bool = False
+    # An address reaching a default site by no name of its own: shown in the banner, left out of
+    # --quiet's output (which gives one URL per host name).
+    fallback: bool = False
 
 
 def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
@@ -131,6 +137,7 @@ class Server:
                     if len(self.config.sites) > 1
                     else problem
                 )
+        problems.extend(check_tls_options(self.config.server))
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -145,7 +152,8 @@ class Server:
         """Every URL each site answers at, the primary one first."""
         sock = self.bind()
         out: list[SiteURL] = []
-        bases = listen_urls(sock, self.config.server.host)
+        scheme = "https" if tls_enabled(self.config.server) else "http"
+        bases = listen_urls(sock, self.config.server.host, scheme)
         port = sock.getsockname()[1]
         for site in self.config.sites:
             kind = get_kind(site.kind)
@@ -154,7 +162,11 @@ class Server:
             if site.hosts:
                 for h in site.hosts:
                     host = h.replace("*", "www", 1) if h.startswith("*.") else h
-                    out.append(SiteURL(name, f"http://{host}:{port}{path}", h == site.hosts[0]))
+                    url = f"{scheme}://{host}:{port}{path}"
+                    out.append(SiteURL(name, url, h == site.hosts[0]))
+                if site.default:
+                    # Names no site lists (the machine's addresses) reach the default site.
+                    out.extend(SiteURL(name, base + path, fallback=True) for base, _ in bases)
             else:
                 out.extend(SiteURL(name, base + path, primary) for base, primary in bases)
         return out
@@ -163,35 +175,53 @@ class Server:
         """The non-HTTP listeners the sites ask for (run by the main process)."""
         out: list[Service] = []
         for site in self.config.sites:
-            out.extend(get_kind(site.kind).services(site.options))
+            out.extend(get_kind(site.kind).services(site.options, self.config.server))
+        s = self.config.server
+        if s.redirect_http is not None:
+            from comptoir.security.redirect import RedirectToHTTPS
+
+            out.append(RedirectToHTTPS(s.host, s.redirect_http, self.bind().getsockname()[1]))
         return out
 
     def run(self) -> int:
         """Serve until SIGINT/SIGTERM (or a site asks to stop); return the exit code."""
         from comptoir.banner import print_banner
+        from comptoir.security.passwords import resolve_password
+        from comptoir.security.tls import KEY_PASSWORD_ENV, prepare_tls
 
         self.check()
-        sock = self.bind()
-        runner = ServiceRunner(self.services())
-        try:
-            extra = runner.start()
-        except ConfigError:
-            sock.close()
-            raise
-        # State shared by the workers lives in a file of this run only, removed at exit.
+        # Asked (or read) once here; the workers get only its hash.
+        server_options = resolve_password(self.config.server)
+        self.config = dataclasses.replace(self.config, server=server_options)
+        # State shared by the workers, and the TLS key, live in a folder of this run only (0700),
+        # removed at exit.
         with tempfile.TemporaryDirectory(prefix="comptoir-") as state_dir:
+            tls = prepare_tls(self.config, Path(state_dir))
+            # The key is decrypted into the run folder now: its password need not reach workers.
+            os.environ.pop(KEY_PASSWORD_ENV, None)
+            server_options = dataclasses.replace(self.config.server, key_password=None)
+            self.config = dataclasses.replace(self.config, server=server_options)
+            sock = self.bind()
+            runner = ServiceRunner(self.services())
+            try:
+                extra = runner.start()
+            except ConfigError:
+                sock.close()
+                raise
             state_path = os.path.join(state_dir, "state.sqlite3")
             open_store(state_path).close()  # create the schema once, before workers race to
             try:
-                print_banner(self.config, self.urls(), services=extra)
-                return _run_granian(self.config, sock, state_path)
+                print_banner(self.config, self.urls(), services=extra, tls=tls)
+                return _run_granian(self.config, sock, state_path, tls)
             finally:
                 runner.stop()
 
 
-def _run_granian(config: Config, sock: socket.socket, state_path: str) -> int:
+def _run_granian(
+    config: Config, sock: socket.socket, state_path: str, tls: TLSFiles | None = None
+) -> int:
     from granian._granian import SocketHolder
-    from granian.constants import Interfaces
+    from granian.constants import HTTPModes, Interfaces, SSLProtocols
     from granian.log import LogLevels
     from granian.server.mp import MPServer
 
@@ -220,6 +250,11 @@ def _run_granian(config: Config, sock: socket.socket, state_path: str) -> int:
         # None would wait forever for a stuck transfer; --grace 0 still gives workers a moment.
         workers_kill_timeout=max(0.1, s.grace),  # type: ignore[arg-type]  # floats work
         backlog=1024,
+        # Under TLS, HTTP/2 is offered by ALPN and HTTP/1.1 stays available.
+        http=HTTPModes.auto,
+        ssl_cert=tls.cert if tls else None,
+        ssl_key=tls.key if tls else None,
+        ssl_protocol_min=SSLProtocols.tls12,
     )
     try:
         server.serve(target_loader=partial(_load_app, config, state_path), wrap_loader=False)

@@ -43,14 +43,15 @@ class SiteKind:
     validate: Callable[[Any], list[str]] = field(default=lambda options: [])
     # Path shown in the banner after the site's URL (e.g. a share's capability token).
     url_suffix: Callable[[Any], str] = field(default=lambda options: "")
-    # Non-HTTP listeners run by the main process (TCP/UDP echo...), see services.py.
-    services: Callable[[Any], list[Service]] = field(default=lambda options: [])
+    # Non-HTTP listeners run by the main process (TCP/UDP echo...), see services.py; called with
+    # the kind's options and the ServerOptions (listeners use the server's --host).
+    services: Callable[[Any, Any], list[Service]] = field(default=lambda options, server: [])
 
 
 def _registry() -> dict[str, SiteKind]:
-    from comptoir.sites import static
+    from comptoir.sites import echo, receive, share, static
 
-    kinds = [static.KIND]
+    kinds = [static.KIND, receive.KIND, echo.KIND, share.KIND]
     return {k.name: k for k in kinds}
 
 

@@ -1,0 +1,111 @@
+"""`receive`: people send you files through a link (woof -U, grown up).
+
+The link is a capability URL (`/<token>/`): its page takes files and folders by drag and drop or
+file pickers, with a progress bar per file, and lists what arrived; scripts `curl -T` or `curl -F`
+to it. Bodies stream to disk (upload.py), names are made safe (names.py), the routes are in app.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from comptoir.security.capability import new_token
+from comptoir.services import Service
+from comptoir.settings import parse_size, setting
+from comptoir.sites import SiteContext, SiteKind
+from comptoir.types import ASGIApp
+
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class ReceiveOptions:
+    """Options of a receive site."""
+
+    root: Path = setting(
+        Path("."), "Folder the files are saved in.", argument="dir", default_text="current folder"
+    )
+    token: str = setting(
+        "",
+        "Secret path of the upload link (letters, digits, - and _).",
+        default_text="random, 128 bits",
+    )
+    max_size: int | None = setting(
+        None,
+        "Largest file accepted, e.g. 100M or 2G.",
+        parse=parse_size,
+        minimum=1,
+        default_text="no limit",
+    )
+    max_total: int | None = setting(
+        None,
+        "Most bytes accepted in all while the server runs, e.g. 10G.",
+        parse=parse_size,
+        minimum=1,
+        default_text="no limit",
+    )
+    count: int | None = setting(
+        None, "Stop the server after receiving N files.", minimum=1, default_text="no limit"
+    )
+    # Not an option: marks this run's temporary files, so that the main process can remove
+    # those of a worker killed mid-upload (upload.PartsCleaner).
+    run_id: str = dataclasses.field(default="", repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Drawn here, once, in the main process: every worker gets the same options (pickled),
+        # so the same token, and the banner prints the URL they all answer.
+        if not self.token:
+            object.__setattr__(self, "token", new_token())
+        if not self.run_id:
+            object.__setattr__(self, "run_id", secrets.token_hex(4))
+
+
+def build(options: ReceiveOptions, context: SiteContext) -> ASGIApp:
+    """Build the ASGI app of a receive site."""
+    from comptoir.sites.receive.app import ReceiveSite
+
+    return ReceiveSite(options, context)
+
+
+def validate(options: ReceiveOptions) -> list[str]:
+    """Problems that would stop this site from starting (folder missing or not writable)."""
+    problems = []
+    root = options.root
+    if not root.exists():
+        problems.append(f"folder not found: {root}")
+    elif not root.is_dir():
+        problems.append(f"not a folder: {root}")
+    elif not os.access(root, os.W_OK | os.X_OK):
+        problems.append(f"folder not writable: {root}")
+    if not _TOKEN_CHARS.match(options.token):
+        problems.append("token: use only letters, digits, - and _")
+    return problems
+
+
+def url_suffix(options: ReceiveOptions) -> str:
+    """The upload page's path: the capability token."""
+    return f"/{options.token}/"
+
+
+def services(options: ReceiveOptions, server: Any) -> list[Service]:
+    """The main-process cleaner of temporary files that killed workers leave behind."""
+    from comptoir.sites.receive.upload import PartsCleaner
+
+    return [PartsCleaner(str(options.root), options.run_id)]
+
+
+KIND = SiteKind(
+    name="receive",
+    options=ReceiveOptions,
+    build=build,
+    summary="Receive files through a link (upload page, curl -T, curl -F).",
+    validate=validate,
+    url_suffix=url_suffix,
+    services=services,
+)

@@ -1,0 +1,326 @@
+"""The routes of a receive site, all under the capability token:
+
+- `GET /<token>/`: the upload page (or, on `Accept: application/json`, the files received);
+- `PUT /<token>/<path>`: one file, the body as is (`curl -T file URL`, the page's uploads);
+- `POST /<token>/`: multipart/form-data, one or several files (`curl -F file=@x URL`).
+
+Any other path, a wrong token included, is the same plain 404 as an unknown path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+from comptoir.errors import HTTPError
+from comptoir.http.errors import send_error, wants_json
+from comptoir.http.listing import human_size
+from comptoir.http.paths import real_root, unquote_bytes
+from comptoir.security.capability import split_token
+from comptoir.sites import SiteContext
+from comptoir.sites.receive import ReceiveOptions
+from comptoir.sites.receive.upload import (
+    MULTIPART_OVERHEAD,
+    ClientGone,
+    Limits,
+    Quota,
+    Saved,
+    Upload,
+    multipart_boundary,
+    receive_multipart,
+    receive_put,
+    too_large,
+    total_exceeded,
+)
+from comptoir.types import Message, Receive, Scope, Send
+from comptoir.web import render
+
+# The link is a secret: pages must not leak it to other sites nor to search engines.
+SECURITY_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-robots-tag", b"noindex")]
+ALLOWED_ROOT = "GET, HEAD, POST, PUT, OPTIONS"
+ALLOWED_FILE = "PUT, OPTIONS"
+# The page and the JSON list show at most this many of the latest files.
+LIST_LIMIT = 1000
+
+
+class ReceiveSite:
+    """The ASGI app of a receive site."""
+
+    def __init__(self, options: ReceiveOptions, context: SiteContext) -> None:
+        self.options = options
+        self.root = real_root(options.root)
+        self.token = options.token
+        self.base_url = f"{context.prefix}/{options.token}/"
+        self.prefix = context.prefix
+        self.store = context.store
+        self.quiet = context.quiet
+        self.request_shutdown = context.request_shutdown
+        self.limits = Limits(options.max_size, options.max_total)
+        # Keys in the store shared by the workers, distinct for each receive site of a config.
+        site_id = hashlib.sha256(f"{options.token}\0{self.root}".encode()).hexdigest()[:16]
+        self.key = f"receive:{site_id}:"
+        # Requests in progress in this worker, cleaned up if the worker stops under them.
+        self.in_flight: set[Upload] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request."""
+        if scope["type"] != "http":
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
+            await send(message)
+
+        try:
+            await self._route(scope, receive, send_with_headers)
+        except HTTPError as exc:
+            await send_error(scope, send_with_headers, exc.status, exc.message, exc.headers)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
+        rest = split_token(raw, self.token)
+        if rest is None:
+            raise HTTPError(404, "Not found")
+        method = scope["method"]
+        if rest == "" and method in ("GET", "HEAD"):
+            await self._redirect(scope, send, self.base_url)
+            return
+        if rest in ("", "/"):
+            if method in ("GET", "HEAD"):
+                await self._page(scope, send)
+            elif method == "POST":
+                await self._upload(scope, receive, send, None)
+            elif method == "PUT":
+                await self._upload(scope, receive, send, [])
+            elif method == "OPTIONS":
+                await self._options(send, ALLOWED_ROOT)
+            else:
+                raise HTTPError(405, "Method not allowed", {"Allow": ALLOWED_ROOT})
+            return
+        if method == "PUT":
+            # Decoded component by component: an encoded slash is part of a name, not a folder.
+            path = [
+                unquote_bytes(c.encode("latin-1")).decode("utf-8", "replace")
+                for c in rest[1:].split("/")
+            ]
+            await self._upload(scope, receive, send, path)
+        elif method == "OPTIONS":
+            await self._options(send, ALLOWED_FILE)
+        elif method in ("GET", "HEAD"):
+            # Received files are not served back: this link only takes.
+            raise HTTPError(404, "Not found")
+        else:
+            raise HTTPError(405, "Method not allowed", {"Allow": ALLOWED_FILE})
+
+    # -- uploads -------------------------------------------------------------------------------
+
+    async def _upload(
+        self, scope: Scope, receive: Receive, send: Send, path: list[str] | None
+    ) -> None:
+        """Receive a PUT (`path`: components from the URL) or a multipart POST (`path` None)."""
+        length = _content_length(scope)
+        self._check_count_left()
+        quota = Quota(self.store, self.key + "bytes", self.limits.max_total)
+        upload = Upload(self.root, self.limits, quota, self.options.run_id)
+        self.in_flight.add(upload)
+        try:
+            if path is not None:
+                self._refuse_early_put(upload.quota, length)
+                await receive_put(receive, upload, path, length)
+            else:
+                boundary = multipart_boundary(_header(scope, b"content-type"))
+                self._refuse_early_post(upload.quota, length)
+                await receive_multipart(receive, upload, boundary)
+            counted = self._take_count(len(upload.parts))
+            try:
+                saved = await upload.commit()
+            except BaseException:
+                if counted is not None:
+                    self.store.incr(self.key + "count", -len(upload.parts))
+                raise
+        except ClientGone:
+            upload.abort()
+            # Nobody reads this answer; it gives the access log a status that says what happened.
+            with contextlib.suppress(Exception):
+                await send_error(scope, send, 400, "Upload incomplete")
+            return
+        except HTTPError as exc:
+            upload.abort()
+            # The rest of the body is not read: the connection cannot carry another request.
+            headers = {**exc.headers, "Connection": "close"}
+            raise HTTPError(exc.status, exc.message, headers) from None
+        except BaseException:
+            upload.abort()
+            raise
+        finally:
+            self.in_flight.discard(upload)
+        self._record(scope, saved)
+        await self._send_saved(scope, send, saved)
+        if counted is not None and self.options.count is not None and counted >= self.options.count:
+            # The Nth file is in and its sender has the answer: the link's work is done.
+            self.request_shutdown()
+
+    def _refuse_early_put(self, quota: Quota, length: int | None) -> None:
+        """413 before reading a body whose Content-Length already passes a limit."""
+        if length is None:
+            return
+        if self.limits.max_size is not None and length > self.limits.max_size:
+            raise too_large(self.limits.max_size)
+        # Reserve the whole file now: concurrent uploads cannot together pass --max-total.
+        quota.need(length, block=0)
+
+    def _refuse_early_post(self, quota: Quota, length: int | None) -> None:
+        # A multipart body is its files plus framing; refuse only what cannot fit.
+        limit = self.limits.max_total
+        if limit is None or length is None:
+            return
+        quota.ceiling = length
+        if quota.used() + length > limit + MULTIPART_OVERHEAD:
+            raise total_exceeded(limit)
+
+    def _check_count_left(self) -> None:
+        count = self.options.count
+        if count is not None and self.store.get_int(self.key + "count") >= count:
+            raise HTTPError(410, "This link has received all the files it accepts")
+
+    def _take_count(self, files: int) -> int | None:
+        """Count the request's files against --count (all or none); the new total."""
+        if self.options.count is None:
+            return None
+        total = self.store.incr_below(self.key + "count", self.options.count, files)
+        if total is None:
+            raise HTTPError(410, "This link has received all the files it accepts")
+        return total
+
+    def _record(self, scope: Scope, saved: list[Saved]) -> None:
+        """Add the files to the session's list (shared by workers) and say so on the terminal."""
+        client = _client(scope)
+        now = time.time()
+        for f in saved:
+            seq = self.store.incr(self.key + "seq")
+            entry = {"name": f.name, "size": f.size, "time": now}
+            self.store.set(f"{self.key}file:{seq:012d}", json.dumps(entry).encode())
+            if not self.quiet:
+                # Names are sanitized (no control characters): safe to print as they are.
+                line = f"received {f.name} ({human_size(f.size)}) from {client}\n"
+                os.write(2, line.encode("utf-8", "backslashreplace"))
+
+    async def _send_saved(self, scope: Scope, send: Send, saved: list[Saved]) -> None:
+        if wants_json(scope):
+            files = [{"name": f.name, "size": f.size, "sent_as": f.sent_as} for f in saved]
+            body = json.dumps({"files": files}).encode()
+            ctype = b"application/json"
+        else:
+            body = "".join(f"saved: {f.name} ({f.size} bytes)\n" for f in saved).encode()
+            ctype = b"text/plain; charset=utf-8"
+        await _send(send, 201, body, ctype)
+
+    def received(self) -> list[dict[str, Any]]:
+        """The files received while the server runs, oldest first (the latest LIST_LIMIT)."""
+        out = []
+        for key in self.store.keys(self.key + "file:")[-LIST_LIMIT:]:
+            raw = self.store.get(key)
+            if raw is not None:
+                out.append(json.loads(raw))
+        return out
+
+    # -- pages ---------------------------------------------------------------------------------
+
+    async def _page(self, scope: Scope, send: Send) -> None:
+        files = self.received()
+        if wants_json(scope):
+            body = json.dumps({"files": files}).encode()
+            ctype = b"application/json"
+        else:
+            body = render(
+                "receive.html",
+                prefix=self.prefix,
+                upload_url=self.base_url,
+                files=[{**f, "human_size": human_size(f["size"])} for f in files],
+                limits=self._limits_text(),
+                max_size=self.limits.max_size or 0,
+            ).encode()
+            ctype = b"text/html; charset=utf-8"
+        await _send(send, 200, body, ctype, head=scope["method"] == "HEAD", vary=True)
+
+    def _limits_text(self) -> str:
+        parts = []
+        if self.limits.max_size is not None:
+            parts.append(f"up to {human_size(self.limits.max_size)} per file")
+        if self.limits.max_total is not None:
+            parts.append(f"{human_size(self.limits.max_total)} in all")
+        if self.options.count is not None:
+            n = self.options.count
+            parts.append(f"{n} file{'s' if n > 1 else ''} at most")
+        return ", ".join(parts)
+
+    async def _redirect(self, scope: Scope, send: Send, location: str) -> None:
+        if scope.get("query_string"):
+            location += "?" + scope["query_string"].decode("latin-1")
+        headers = [(b"location", location.encode("latin-1"))]
+        body = b"Moved Permanently\n"
+        await _send(send, 301, body, b"text/plain; charset=utf-8", headers=headers)
+
+    async def _options(self, send: Send, allowed: str) -> None:
+        headers = [(b"allow", allowed.encode())]
+        await _send(send, 204, b"", None, headers=headers)
+
+    def shutdown(self) -> None:
+        """Lifespan shutdown: remove the temporary files of uploads still in progress."""
+        for upload in list(self.in_flight):
+            upload.abort()
+
+
+async def _send(
+    send: Send,
+    status: int,
+    body: bytes,
+    ctype: bytes | None,
+    *,
+    head: bool = False,
+    vary: bool = False,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    hdrs = [
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        *(headers or []),
+    ]
+    if status != 204:
+        hdrs.append((b"content-length", str(len(body)).encode()))
+    if ctype is not None:
+        hdrs.append((b"content-type", ctype))
+    if vary:
+        hdrs.append((b"vary", b"Accept"))
+    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+    await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for k, v in scope.get("headers", ()):
+        if k.lower() == name:
+            return str(v.decode("latin-1"))
+    return ""
+
+
+def _content_length(scope: Scope) -> int | None:
+    """The declared body size, None when the body is chunked; 400 when malformed."""
+    text = _header(scope, b"content-length").strip()
+    if not text:
+        return None
+    if not text.isdigit() or not text.isascii():
+        raise HTTPError(400, "Malformed Content-Length")
+    return int(text)
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    if not client:
+        return "-"
+    host = str(client[0])
+    return f"[{host}]" if ":" in host else host

@@ -1,0 +1,533 @@
+"""Streaming an upload to disk: request body → hidden `.part` file → fsync → atomic, unique name.
+
+Bytes go from each ASGI `http.request` chunk straight to the file with `os.write` (multipart bodies
+through python-multipart's streaming parser, whose callbacks hand us slices of the same chunk), so
+nothing is held in memory or copied twice. A request is all or nothing: its files stay under
+temporary names in DIR (`.comptoir-upload-<run>-<random>.part`, hidden from listings) until the
+whole body has arrived and been checked, then each is fsynced and linked to its final name —
+`os.link` fails rather than replace an existing file, so two uploads of `a.txt`, in any worker
+process, become `a.txt` and `a (1).txt`. A client that leaves, a limit passed or a full disk
+remove every temporary file and every folder the request created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from python_multipart import MultipartParser
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartState, parse_options_header
+
+from comptoir.errors import HTTPError
+from comptoir.http.listing import human_size
+from comptoir.sites.receive.names import MAX_DEPTH, numbered, safe_components
+from comptoir.state import StateStore
+from comptoir.types import Receive
+
+PART_PREFIX = ".comptoir-upload-"
+PART_SUFFIX = ".part"
+# More files than this in one multipart request is a misuse (one open name each until the end).
+MAX_FILES = 1000
+# Bytes of multipart framing (boundaries, part headers) tolerated beyond --max-total when a
+# request's Content-Length is checked before its body is read.
+MULTIPART_OVERHEAD = 64 * 1024
+# --max-total is reserved in the shared store by blocks, not per chunk.
+QUOTA_BLOCK = 8 * 1024 * 1024
+# Candidates tried for a free name: `a.txt`, `a (1).txt`, … `a (99999).txt`.
+MAX_NUMBERED = 100_000
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# File systems without hard links (FAT, some network shares) answer os.link with one of these.
+_NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_O_PART = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+# The write primitive, a module attribute so tests can simulate a full disk.
+_write = os.write
+
+
+class ClientGone(Exception):
+    """The client disconnected (or the body ended short) before the upload was complete."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Size limits of a receive site (None: no limit)."""
+
+    max_size: int | None = None
+    max_total: int | None = None
+
+
+@dataclass(frozen=True)
+class Saved:
+    """A file received and in place."""
+
+    # Path relative to DIR, "/"-separated (folders kept from the client's relative path).
+    name: str
+    size: int
+    # What the client called it.
+    sent_as: str
+
+
+def disk_error(exc: OSError) -> HTTPError:
+    """The answer for a failed write: 507 when the disk is full, else a plain server error."""
+    if exc.errno in _DISK_FULL:
+        return HTTPError(507, "Not enough free space on the server's disk")
+    return HTTPError(500, "The server could not save the file")
+
+
+def too_large(limit: int) -> HTTPError:
+    """413 for a file larger than --max-size."""
+    return HTTPError(413, f"File too large: the limit is {human_size(limit)} per file")
+
+
+def total_exceeded(limit: int) -> HTTPError:
+    """413 for an upload that would pass --max-total."""
+    return HTTPError(413, f"Upload refused: this link accepts {human_size(limit)} in all")
+
+
+class Quota:
+    """Bytes this session may still accept (--max-total), shared by workers through the store.
+
+    A request reserves bytes before writing them (by blocks, so the store is not called per
+    chunk) and gives back what it did not keep when it ends.
+    """
+
+    def __init__(self, store: StateStore, key: str, limit: int | None) -> None:
+        self.store = store
+        self.key = key
+        self.limit = limit
+        self.reserved = 0
+        # The most this request can need (its Content-Length): blocks never reserve beyond it,
+        # so a small upload does not hold room a concurrent one could use.
+        self.ceiling: int | None = None
+
+    def used(self) -> int:
+        """Bytes kept (or reserved by requests in flight) in this session so far."""
+        return self.store.get_int(self.key)
+
+    def need(self, total: int, block: int = QUOTA_BLOCK) -> None:
+        """Make sure `total` bytes are reserved for this request; 413 if the session is full."""
+        if self.limit is None or total <= self.reserved:
+            return
+        missing = total - self.reserved
+        block = max(missing, block)
+        if self.ceiling is not None:
+            block = max(missing, min(block, self.ceiling - self.reserved))
+        for amount in (block, missing):
+            if self.store.incr_below(self.key, self.limit, amount) is not None:
+                self.reserved += amount
+                return
+        raise total_exceeded(self.limit)
+
+    def settle(self, kept: int) -> None:
+        """End of a request: keep `kept` bytes counted, give back the rest of the reservation."""
+        if self.limit is not None and self.reserved != kept:
+            self.store.incr(self.key, kept - self.reserved)
+        self.reserved = kept
+
+
+def part_prefix(tag: str) -> str:
+    """The start of the temporary names of one run's uploads (`tag` tells runs apart)."""
+    return f"{PART_PREFIX}{tag}-"
+
+
+class PartFile:
+    """One file being received, under a temporary name until it is complete.
+
+    The temporary file lives in DIR itself (so the main process can find what a killed worker
+    left, see `remove_parts`) and is linked into its destination folder at the end; a folder on
+    another file system gets its temporary file in place instead (a link cannot cross).
+    """
+
+    def __init__(
+        self, tmp_dir_fd: int, dir_fd: int, folder: str, name: str, sent_as: str, tag: str
+    ) -> None:
+        self.tmp_dir_fd = tmp_dir_fd  # borrowed
+        self.dir_fd = dir_fd  # owned
+        self.folder = folder
+        self.name = name
+        self.sent_as = sent_as
+        self.size = 0
+        self.fd: int | None = None
+        self.final: str | None = None
+        self.tmp = ""
+        for _ in range(16):
+            self.tmp = part_prefix(tag) + secrets.token_hex(8) + PART_SUFFIX
+            try:
+                self.fd = os.open(self.tmp, _O_PART, 0o666, dir_fd=tmp_dir_fd)
+                break
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise disk_error(exc) from None
+        else:
+            raise HTTPError(500, "The server could not save the file")
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append `data` (no copy: a partial write continues from a view)."""
+        assert self.fd is not None
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[_write(self.fd, view) :]
+        except OSError as exc:
+            raise disk_error(exc) from None
+        self.size += len(data)
+
+    async def sync(self) -> None:
+        """Flush the data to the disk and close the file (in a thread: fsync may take seconds)."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            await asyncio.to_thread(_fsync_and_close, fd)
+        except OSError as exc:
+            raise disk_error(exc) from None
+
+    def link(self) -> str:
+        """Give the file its final name, the first free one of `name`, `name (1)`…; return it."""
+        for n in range(MAX_NUMBERED):
+            candidate = self.name if n == 0 else numbered(self.name, n)
+            try:
+                os.link(self.tmp, candidate, src_dir_fd=self.tmp_dir_fd, dst_dir_fd=self.dir_fd)
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                if exc.errno not in _NO_LINKS:
+                    raise disk_error(exc) from None
+                if not self._reserve_and_rename(candidate):
+                    continue
+                self.final = candidate
+            else:
+                self.final = candidate
+                os.unlink(self.tmp, dir_fd=self.tmp_dir_fd)
+            return candidate
+        raise HTTPError(409, "Too many files of this name already")
+
+    def _reserve_and_rename(self, candidate: str) -> bool:
+        # Without hard links: claim the name with O_EXCL (atomic across processes), then move
+        # the data over the empty file we own.
+        try:
+            os.close(os.open(candidate, _O_PART, 0o666, dir_fd=self.dir_fd))
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise disk_error(exc) from None
+        os.replace(self.tmp, candidate, src_dir_fd=self.tmp_dir_fd, dst_dir_fd=self.dir_fd)
+        return True
+
+    @property
+    def relative(self) -> str:
+        """The final path relative to DIR."""
+        name = self.final or self.name
+        return f"{self.folder}/{name}" if self.folder else name
+
+    def discard(self) -> None:
+        """Remove whatever this file left on disk (temporary or, on rollback, final name)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        with contextlib.suppress(OSError):
+            os.unlink(self.tmp, dir_fd=self.tmp_dir_fd)
+        if self.final is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.final, dir_fd=self.dir_fd)
+            self.final = None
+
+    def close_dir(self) -> None:
+        """Release the destination folder's descriptor."""
+        if self.dir_fd >= 0:
+            os.close(self.dir_fd)
+            self.dir_fd = -1
+
+
+class Upload:
+    """The files of one request: written under temporary names, then all kept or all removed."""
+
+    def __init__(self, root: str, limits: Limits, quota: Quota, tag: str = "") -> None:
+        self.root = root
+        self.limits = limits
+        self.quota = quota
+        # Marks this run's temporary names (see `remove_parts`).
+        self.tag = tag
+        self.parts: list[PartFile] = []
+        # Folders this request created (relative to root, parents first), removed if it fails.
+        self.created: list[str] = []
+        self.total = 0
+        self.current: PartFile | None = None
+        self.done = False
+        self._root_fd: int | None = None
+
+    def _root(self) -> int:
+        if self._root_fd is None:
+            try:
+                self._root_fd = os.open(self.root, _O_DIR)
+            except OSError as exc:
+                raise disk_error(exc) from None
+        return self._root_fd
+
+    def open(self, path: Sequence[str], sent_as: str) -> PartFile:
+        """Start the next file, at the relative `path` (components, sanitized here)."""
+        if len(self.parts) >= MAX_FILES:
+            raise HTTPError(413, f"Too many files in one request (at most {MAX_FILES})")
+        folders, name = safe_components(path)
+        if len(folders) > MAX_DEPTH:
+            raise HTTPError(400, f"Path too deep (at most {MAX_DEPTH} folders)")
+        root_fd = self._root()
+        dir_fd = self._open_folder(root_fd, folders)
+        try:
+            same_fs = not folders or os.fstat(dir_fd).st_dev == os.fstat(root_fd).st_dev
+            tmp_dir_fd = root_fd if same_fs else dir_fd
+            part = PartFile(tmp_dir_fd, dir_fd, "/".join(folders), name, sent_as, self.tag)
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self.parts.append(part)
+        self.current = part
+        return part
+
+    def _open_folder(self, root_fd: int, folders: tuple[str, ...]) -> int:
+        fd = os.dup(root_fd)
+        path = ""
+        try:
+            for folder in folders:
+                path = f"{path}/{folder}" if path else folder
+                try:
+                    os.mkdir(folder, dir_fd=fd)
+                    self.created.append(path)
+                except FileExistsError:
+                    pass
+                except OSError as exc:
+                    raise disk_error(exc) from None
+                try:
+                    # O_NOFOLLOW: a symlink in DIR must not lead an upload out of DIR.
+                    child = os.open(folder, _O_DIR, dir_fd=fd)
+                except OSError:
+                    raise HTTPError(409, f"{path} exists and is not a folder") from None
+                os.close(fd)
+                fd = child
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append to the current file, enforcing --max-size and --max-total."""
+        part = self.current
+        if self.done or part is None:
+            # Aborted under us (the worker is stopping): stop reading this body.
+            raise HTTPError(503, "The server is stopping")
+        size = part.size + len(data)
+        if self.limits.max_size is not None and size > self.limits.max_size:
+            raise too_large(self.limits.max_size)
+        self.quota.need(self.total + len(data))
+        part.write(data)
+        self.total += len(data)
+
+    async def commit(self) -> list[Saved]:
+        """Give every file its final name (all, or none if one fails); return them."""
+        self.current = None
+        for part in self.parts:
+            await part.sync()
+        for part in self.parts:
+            part.link()
+        # The new names are durable only once their folders are (fsync each folder once).
+        synced: set[str] = set()
+        for part in self.parts:
+            if part.folder not in synced:
+                synced.add(part.folder)
+                try:
+                    await asyncio.to_thread(_fsync_and_close, os.dup(part.dir_fd))
+                except OSError as exc:
+                    raise disk_error(exc) from None
+        self.done = True
+        self.quota.settle(self.total)
+        self._close()
+        return [Saved(p.relative, p.size, p.sent_as) for p in self.parts]
+
+    def abort(self) -> None:
+        """Remove everything this request wrote; give back its share of --max-total."""
+        if self.done:
+            return
+        self.done = True
+        for part in self.parts:
+            part.discard()
+        if self._root_fd is not None:
+            for path in reversed(self.created):
+                # Another upload may have put files there meanwhile: then it stays.
+                with contextlib.suppress(OSError):
+                    os.rmdir(path, dir_fd=self._root_fd)
+        self._close()
+        self.quota.settle(0)
+
+    def _close(self) -> None:
+        for part in self.parts:
+            part.close_dir()
+        if self._root_fd is not None:
+            os.close(self._root_fd)
+            self._root_fd = None
+
+
+def remove_parts(root: str, tag: str) -> int:
+    """Remove the temporary files one run left in `root` (its workers were killed); how many."""
+    prefix = part_prefix(tag)
+    removed = 0
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        for entry in entries:
+            if entry.name.startswith(prefix) and entry.name.endswith(PART_SUFFIX):
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                    removed += 1
+    return removed
+
+
+class PartsCleaner:
+    """A main-process service whose stop, after the workers are gone, removes their leftovers.
+
+    Workers remove what a failed upload wrote, but a worker still receiving when the server
+    stops is killed once the grace period is over, with no chance to clean up after itself.
+    """
+
+    def __init__(self, root: str, tag: str) -> None:
+        self.name = "receive"
+        self.root = root
+        self.tag = tag
+
+    async def start(self) -> list[str]:
+        """Nothing to start, no address to show."""
+        return []
+
+    async def stop(self) -> None:
+        """Remove this run's temporary files."""
+        remove_parts(self.root, self.tag)
+
+
+def _fsync_and_close(fd: int) -> None:
+    # Runs in a thread and owns `fd`: if the request is cancelled meanwhile, nothing else
+    # closes (or reuses) the descriptor under it.
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body, chunk by chunk as the server hands it over; ClientGone on disconnect."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def receive_put(
+    receive: Receive, upload: Upload, path: Sequence[str], content_length: int | None
+) -> None:
+    """Stream a raw request body (PUT, `curl -T`) into one file at `path` (components)."""
+    upload.open(path, "/".join(path))
+    async for chunk in body_chunks(receive):
+        upload.write(chunk)
+    if content_length is not None and upload.total != content_length:
+        raise ClientGone
+
+
+def multipart_boundary(content_type: str) -> bytes:
+    """The boundary of a `multipart/form-data` body; 415 or 400 for anything else."""
+    ctype, params = parse_options_header(content_type)
+    if ctype != b"multipart/form-data":
+        raise HTTPError(
+            415, "Send files as multipart/form-data (curl -F file=@name) or PUT them (curl -T)"
+        )
+    boundary = params.get(b"boundary")
+    if not boundary or len(boundary) > 200:
+        raise HTTPError(400, "Malformed multipart/form-data: no boundary")
+    return boundary
+
+
+class _MultipartSink:
+    """python-multipart callbacks: part headers name the file, part data goes to disk."""
+
+    def __init__(self, upload: Upload) -> None:
+        self.upload = upload
+        self.headers: dict[bytes, bytes] = {}
+        self.field = bytearray()
+        self.value = bytearray()
+        # Set when the current part is a file (other fields are skipped).
+        self.writing = False
+        self.ended: list[PartFile] = []
+
+    def on_part_begin(self) -> None:
+        self.headers = {}
+        self.writing = False
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[bytes(self.field).strip().lower()] = bytes(self.value).strip()
+        self.field.clear()
+        self.value.clear()
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        filename = params.get(b"filename")
+        if not filename:
+            # A plain form field, or a file input left empty (`filename=""`).
+            return
+        # Clients send UTF-8 names; a slash keeps a folder structure (`dir/sub/file.txt`).
+        name = filename.decode("utf-8", "replace")
+        self.upload.open(name.split("/"), name)
+        self.writing = True
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.writing:
+            self.upload.write(memoryview(data)[start:end])
+
+    def on_part_end(self) -> None:
+        if self.writing and self.upload.current is not None:
+            self.ended.append(self.upload.current)
+            self.upload.current = None
+        self.writing = False
+
+
+async def receive_multipart(receive: Receive, upload: Upload, boundary: bytes) -> None:
+    """Stream a multipart/form-data body (`curl -F`, forms) into one file per file part."""
+    sink = _MultipartSink(upload)
+    parser = MultipartParser(
+        boundary,
+        callbacks={
+            "on_part_begin": sink.on_part_begin,
+            "on_header_field": sink.on_header_field,
+            "on_header_value": sink.on_header_value,
+            "on_header_end": sink.on_header_end,
+            "on_headers_finished": sink.on_headers_finished,
+            "on_part_data": sink.on_part_data,
+            "on_part_end": sink.on_part_end,
+        },
+    )
+    async for chunk in body_chunks(receive):
+        try:
+            parser.write(chunk)
+        except MultipartParseError:
+            raise HTTPError(400, "Malformed multipart/form-data body") from None
+        # Files completed in this chunk are flushed now, so only the current one stays open.
+        while sink.ended:
+            await sink.ended.pop(0).sync()
+    if parser.state != MultipartState.END:
+        raise HTTPError(400, "Incomplete multipart/form-data body")
+    if not upload.parts:
+        raise HTTPError(400, "No file in the request")

@@ -1,0 +1,136 @@
+"""`share`: send files and folders through a link (woof, grown up).
+
+One capability URL (`/<token>/`) holds everything shared. Browsers get a landing page with a QR
+code and download buttons, folders a listing; curl and wget get the content itself — the file of a
+one-file share, else an archive — so `curl -OJ URL` just works. The routes are in app.py, what is
+shared in items.py, archives in archive.py, --count/--expire in limits.py, the terminal lines in
+progress.py.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from comptoir.security.capability import new_token
+from comptoir.settings import parse_duration, setting
+from comptoir.sites import SiteContext, SiteKind
+from comptoir.sites.share.items import item_name
+from comptoir.types import ASGIApp
+
+ArchiveFormat = Literal["zip", "tar", "tar.gz"]
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+# A token chosen by hand must still be too long to guess (a random one has 22 characters).
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class ShareOptions:
+    """Options of a share."""
+
+    paths: tuple[Path, ...] = setting((), "Files and folders to share.", argument="path")
+    count: int | None = setting(
+        None,
+        "Complete downloads allowed for each file and for the archive; the server stops when "
+        "everything is used up.",
+        minimum=1,
+        default_text="no limit",
+    )
+    once: bool = setting(False, "Allow one complete download (same as --count 1).", flag_only=True)
+    expire: float | None = setting(
+        None,
+        "Stop sharing after this long, e.g. 30m, 2h, 1d; the server stops then.",
+        parse=parse_duration,
+        minimum=1,
+        default_text="never",
+    )
+    keep: bool = setting(
+        False,
+        "Keep the server running when downloads are used up or the link expired.",
+        flag_only=True,
+    )
+    archive: ArchiveFormat = setting("zip", "Format of folders and of 'download all'.")
+    compress: bool = setting(
+        False,
+        "Deflate zip archives (smaller, but no size shown up front and no resume).",
+        flag_only=True,
+    )
+    token: str = setting(
+        "",
+        "Secret path of the link (letters, digits, - and _; at least 16).",
+        default_text="random, 128 bits",
+    )
+
+    def __post_init__(self) -> None:
+        # Drawn here, once, in the main process: every worker gets the same options (pickled),
+        # so the same token, and the banner prints the URL they all answer.
+        if not self.token:
+            object.__setattr__(self, "token", new_token())
+
+    @property
+    def limit(self) -> int | None:
+        """Complete downloads allowed per file and for the archive (None: no limit)."""
+        return 1 if self.once else self.count
+
+
+def build(options: ShareOptions, context: SiteContext) -> ASGIApp:
+    """Build the ASGI app of a share."""
+    from comptoir.sites.share.app import ShareSite
+
+    return ShareSite(options, context)
+
+
+def validate(options: ShareOptions) -> list[str]:
+    """Problems that would stop the share from starting (missing paths, clashing names...)."""
+    problems = []
+    if not options.paths:
+        problems.append("nothing to share: give at least one file or folder")
+    names: dict[str, Path] = {}
+    for path in options.paths:
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            problems.append(f"not found: {path}")
+            continue
+        except OSError as exc:
+            problems.append(f"cannot read {path}: {exc.strerror}")
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            if not os.access(path, os.R_OK | os.X_OK):
+                problems.append(f"folder not readable: {path}")
+        elif not stat.S_ISREG(st.st_mode):
+            problems.append(f"not a file or folder: {path}")
+        elif not os.access(path, os.R_OK):
+            problems.append(f"file not readable: {path}")
+        name = item_name(path)
+        if name in names:
+            problems.append(f"{names[name]} and {path} would both be shared as {name!r}")
+        names.setdefault(name, path)
+    if options.once and options.count not in (None, 1):
+        problems.append("--once means --count 1: give one or the other")
+    if options.compress and options.archive != "zip":
+        problems.append("--compress is for zip archives (tar.gz is always compressed)")
+    if not _TOKEN_CHARS.match(options.token):
+        problems.append("token: use only letters, digits, - and _")
+    elif len(options.token) < MIN_TOKEN_LENGTH:
+        problems.append(f"token: use at least {MIN_TOKEN_LENGTH} characters")
+    return problems
+
+
+def url_suffix(options: ShareOptions) -> str:
+    """The share's path: the capability token."""
+    return f"/{options.token}/"
+
+
+KIND = SiteKind(
+    name="share",
+    options=ShareOptions,
+    build=build,
+    summary="Send files and folders through a link (page with QR code, curl -OJ, wget).",
+    validate=validate,
+    url_suffix=url_suffix,
+)

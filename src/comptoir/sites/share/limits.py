@@ -1,0 +1,160 @@
+"""--count and --expire: how many complete downloads each file (and the archive) may have, and until
+when the share answers.
+
+How downloads count (the README says the same):
+
+- A request that would send the **last byte** of a file or archive — a whole download, or a Range
+  reaching the end (`curl -C -`, the last segment of a parallel download) — takes a slot when it
+  starts. If that last byte is sent, the download is complete and the slot stays used; if the
+  transfer is cut, the slot is given back, so the download can be resumed and counts once when
+  it completes.
+- A Range ending before the last byte (`curl -r 0-999`, the other segments of a parallel
+  download) takes no slot and completes nothing; it is answered while the file still has a
+  complete download left.
+- HEAD, 304 Not Modified and 416 answers send no body and count for nothing.
+
+Slots live in the state store shared by the worker processes and are taken with `incr_below`, so
+concurrent downloads race correctly for the last one: with `--count 1`, of five simultaneous
+downloads exactly one gets the file and the others `410 Gone`. A slot is "in flight + completed";
+once all are used, the file answers 410 until a cut transfer gives one back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from comptoir.http import conditional
+from comptoir.http.ranges import Unsatisfiable, parse_range
+from comptoir.state import StateStore
+
+
+def completes_download(
+    method: str,
+    headers: dict[str, str],
+    *,
+    size: int | None,
+    etag: str | None,
+    last_modified: str,
+    mtime: int,
+) -> bool | None:
+    """Whether a GET would send the last byte (True), only an earlier range (False), or no body.
+
+    `size` and `etag` are None for a representation without ranges (a compressed archive).
+    Mirrors the decisions `http/files.send_file` takes, with the same helpers.
+    """
+    if method == "HEAD":
+        return None
+    if etag is not None and conditional.evaluate(method, headers, etag, mtime) is not None:
+        return None  # 304 or 412
+    range_header = headers.get("range")
+    if (
+        range_header is None
+        or size is None
+        or etag is None
+        or not conditional.range_applies(headers, etag, last_modified)
+    ):
+        return True
+    try:
+        ranges = parse_range(range_header, size)
+    except Unsatisfiable:
+        return None
+    if ranges is None:
+        return True  # an invalid header is ignored: the whole representation
+    return any(end == size - 1 for _, end in ranges)
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Why a download may not start, for the 410 page: expired or used up."""
+
+    ok: bool
+    reason: str = ""
+
+
+AVAILABLE = Availability(True)
+EXPIRED = Availability(False, "This link has expired.")
+USED_UP = Availability(False, "This has already been downloaded as many times as allowed.")
+
+
+class DownloadSlots:
+    """Complete-download counts per file or archive, and the share's expiry, across workers."""
+
+    def __init__(
+        self,
+        store: StateStore,
+        share_id: str,
+        count: int | None,
+        expire: float | None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.key = f"share:{share_id}:"
+        self.count = count
+        self.clock = clock
+        self.deadline = self._deadline(expire) if expire is not None else None
+
+    def _deadline(self, expire: float) -> float:
+        """When the share expires: fixed by the first worker to start, read by the others."""
+        key = self.key + "deadline"
+        raw = self.store.get(key)
+        if raw is not None:
+            return float(raw)
+        deadline = self.clock() + expire
+        self.store.set(key, repr(deadline).encode())
+        return deadline
+
+    def _unit_key(self, kind: str, unit: str) -> str:
+        # Names may hold anything (even undecodable bytes): the store sees a digest.
+        digest = hashlib.sha256(unit.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+        return f"{self.key}{kind}:{digest}"
+
+    def expired(self) -> bool:
+        """True once --expire has passed."""
+        return self.deadline is not None and self.clock() >= self.deadline
+
+    def seconds_left(self) -> float | None:
+        """Seconds until expiry (None without --expire)."""
+        return None if self.deadline is None else max(0.0, self.deadline - self.clock())
+
+    def completed(self, unit: str) -> int:
+        """Complete downloads of `unit` so far (all workers)."""
+        return self.store.get_int(self._unit_key("done", unit))
+
+    def left(self, unit: str) -> int | None:
+        """Complete downloads `unit` may still have (None: unlimited)."""
+        if self.count is None:
+            return None
+        return max(0, self.count - self.completed(unit))
+
+    def used_up(self, unit: str) -> bool:
+        """True when `unit` has had all its complete downloads."""
+        return self.count is not None and self.completed(unit) >= self.count
+
+    def check(self, unit: str) -> Availability:
+        """May a request for `unit` be answered at all (expiry, complete downloads left)?"""
+        if self.expired():
+            return EXPIRED
+        if self.used_up(unit):
+            return USED_UP
+        return AVAILABLE
+
+    def take(self, unit: str) -> Availability:
+        """Take a slot for a download that would complete `unit`; give it back or complete it."""
+        available = self.check(unit)
+        if not available.ok or self.count is None:
+            return available
+        if self.store.incr_below(self._unit_key("slots", unit), self.count) is None:
+            return USED_UP
+        return AVAILABLE
+
+    def give_back(self, unit: str) -> None:
+        """Return the slot of a download that did not complete."""
+        if self.count is not None:
+            self.store.incr(self._unit_key("slots", unit), -1)
+
+    def complete(self, unit: str) -> int:
+        """Record a complete download of `unit` (its slot stays used); the new total."""
+        return self.store.incr(self._unit_key("done", unit))
