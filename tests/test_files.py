@@ -763,3 +763,68 @@ def collect(msgs: list[Message]) -> tuple[int, dict[bytes, bytes], bytes]:
     assert start["type"] == "http.response.start"
     body = b"".join(m.get("body", b"") for m in msgs[1:])
     return start["status"], dict(start["headers"]), body
+
+
+# --- the resolution cache (sites/static.py, http/paths.ResolveCache) -----------------------------
+
+
+async def test_a_swapped_symlink_never_reaches_outside_the_root(tmp_path: Path) -> None:
+    # Small files answered from memory reuse their URL's resolution; anything read from disk
+    # resolves afresh. Neither way may a symlink retargeted outside the root leak what it now
+    # points at, even within a long revalidate interval.
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "small.txt").write_text("inside small")
+    (root / "big.bin").write_bytes(b"i" * (SMALL_FILE + 1))
+    (tmp_path / "secret.txt").write_text("outside secret")
+    (tmp_path / "secret.bin").write_bytes(b"s" * (SMALL_FILE + 1))
+    (root / "s").symlink_to(root / "small.txt")
+    (root / "b").symlink_to(root / "big.bin")
+    app = build_app(make_config("static", StaticOptions(root=root, revalidate=3600)))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://t"
+    ) as client:
+        for _ in range(2):
+            assert (await client.get("/s")).text == "inside small"
+            assert (await client.get("/b")).content[:1] == b"i"
+        (root / "s").unlink()
+        (root / "s").symlink_to(tmp_path / "secret.txt")
+        (root / "b").unlink()
+        (root / "b").symlink_to(tmp_path / "secret.bin")
+        small = await client.get("/s")
+        assert "outside" not in small.text
+        big = await client.get("/b")
+        assert big.status_code == 404
+        assert b"s" * 100 not in big.content
+
+
+async def test_a_cached_resolution_expires_with_the_revalidate_interval(
+    tmp_path: Path, site: Site
+) -> None:
+    (tmp_path / "a.txt").write_text("first")
+    client = site(revalidate=0.05)
+    assert (await client.get("/a.txt")).text == "first"
+    assert (await client.get("/a.txt")).text == "first"
+    (tmp_path / "a.txt").unlink()
+    (tmp_path / "a.txt").mkdir()
+    await asyncio.sleep(0.06)
+    r = await client.get("/a.txt")
+    assert r.status_code == 301
+    assert r.headers["location"] == "/a.txt/"
+
+
+def test_resolve_cache_is_bounded_and_expires() -> None:
+    from comptoir.http.paths import Resolved, ResolveCache
+
+    now = [0.0]
+    cache = ResolveCache(1.0, max_entries=2, clock=lambda: now[0])
+    r = Resolved("/srv/a", ("a",), False)
+    cache.put(b"/a", r)
+    assert cache.get(b"/a") is r
+    now[0] = 1.0
+    assert cache.get(b"/a") is None
+    cache.put(b"/a", r)
+    cache.put(b"/b", r)
+    cache.put(b"/c", r)  # over the bound: the old entries go
+    assert cache.get(b"/a") is None
+    assert cache.get(b"/c") is r

@@ -221,7 +221,7 @@ def _run_granian(
     config: Config, sock: socket.socket, state_path: str, tls: TLSFiles | None = None
 ) -> int:
     from granian._granian import SocketHolder
-    from granian.constants import HTTPModes, Interfaces, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, RuntimeModes, SSLProtocols
     from granian.log import LogLevels
     from granian.server.mp import MPServer
 
@@ -251,7 +251,8 @@ def _run_granian(
         workers_kill_timeout=max(0.1, s.grace),  # type: ignore[arg-type]  # floats work
         backlog=1024,
         # Under TLS, HTTP/2 is offered by ALPN and HTTP/1.1 stays available.
-        http=HTTPModes.auto,
+        http=HTTPModes.auto if tls else HTTPModes.http1,
+        runtime_mode=RuntimeModes.st,
         ssl_cert=tls.cert if tls else None,
         ssl_key=tls.key if tls else None,
         ssl_protocol_min=SSLProtocols.tls12,

@@ -61,6 +61,10 @@ class FileInfo:
     encoding: str = ""
     body: bytes | None = None
     gzipped: bytes | None = None
+    # (options, etag, has variants, headers): the last base headers built (see _base_headers).
+    header_cache: tuple[FileOptions, str, bool, tuple[tuple[bytes, bytes], ...]] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def mtime(self) -> int:
@@ -270,9 +274,28 @@ class FileOptions:
     extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
+# The request headers answering a file depends on; the others are not even decoded.
+FILE_REQUEST_HEADERS = frozenset(
+    (
+        b"range",
+        b"if-range",
+        b"accept-encoding",
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+    )
+)
+
+
 def request_headers(scope: Scope) -> dict[str, str]:
-    """The request headers as a dict of lower-case names (the last value wins)."""
-    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+    """The request headers a file answer depends on, by lower-case name (the last value wins)."""
+    out: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        name = name.lower()
+        if name in FILE_REQUEST_HEADERS:
+            out[name.decode("latin-1")] = value.decode("latin-1")
+    return out
 
 
 async def send_file(
@@ -308,22 +331,8 @@ async def send_file(
         rep, gzip_on_the_fly = _representation(
             info, hdrs.get("accept-encoding"), range_header, options
         )
-    vary = bool(info.variants) or (options.compress and is_textual(info.content_type))
-
     etag = rep.etag if not gzip_on_the_fly else info.etag[:-1] + '-gzip"'
-    base: Headers = [
-        (b"content-type", info.content_type.encode()),
-        (b"etag", etag.encode()),
-        (b"last-modified", rep.last_modified.encode()),
-        (b"cache-control", options.cache_control.encode()),
-        (b"accept-ranges", b"bytes"),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-    if vary:
-        base.append((b"vary", b"Accept-Encoding"))
-    if rep.encoding:
-        base.append((b"content-encoding", rep.encoding.encode()))
-    base.extend(options.extra_headers)
+    base = _base_headers(info, rep, etag, options)
     base.extend(extra)
 
     if status == 200:
@@ -363,6 +372,39 @@ async def send_file(
     await _send_whole(send, method, rep, cache, base, status, pathsend)
 
 
+def _base_headers(info: FileInfo, rep: FileInfo, etag: str, options: FileOptions) -> Headers:
+    """The headers every answer for this representation carries (a fresh list to extend).
+
+    Encoded once per representation and options, and kept on the FileInfo: a small file's answer
+    then costs no string formatting at all.
+    """
+    has_variants = bool(info.variants)
+    cached = rep.header_cache
+    if (
+        cached is not None
+        and cached[0] is options
+        and cached[1] == etag
+        and cached[2] == has_variants
+    ):
+        return list(cached[3])
+    vary = has_variants or (options.compress and is_textual(info.content_type))
+    base: Headers = [
+        (b"content-type", info.content_type.encode()),
+        (b"etag", etag.encode()),
+        (b"last-modified", rep.last_modified.encode()),
+        (b"cache-control", options.cache_control.encode()),
+        (b"accept-ranges", b"bytes"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    if vary:
+        base.append((b"vary", b"Accept-Encoding"))
+    if rep.encoding:
+        base.append((b"content-encoding", rep.encoding.encode()))
+    base.extend(options.extra_headers)
+    rep.header_cache = (options, etag, has_variants, tuple(base))
+    return list(base)
+
+
 def _representation(
     info: FileInfo, accept: str | None, range_header: str | None, options: FileOptions
 ) -> tuple[FileInfo, bool]:
@@ -370,13 +412,15 @@ def _representation(
     if not accept or range_header is not None:
         # Ranges are always of the identity representation.
         return info, False
+    compressible = options.compress and is_textual(info.content_type)
+    if not info.variants and not compressible:
+        return info, False
     codings = parse_accept_encoding(accept)
     for coding in ("br", "gzip"):
         if coding in info.variants and _accepts(codings, coding):
             return info.variants[coding], False
     # Only text is worth it (and --compress promises no more); a `.br` sibling of an image must
     # not turn on gzip for it.
-    compressible = options.compress and is_textual(info.content_type)
     return info, compressible and info.size >= MIN_COMPRESS and _accepts(codings, "gzip")
 
 

@@ -12,6 +12,8 @@ whose names are not UTF-8 are served and listed like any other.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -114,6 +116,43 @@ def reachable(root: str, path: str, *, hidden: bool = False) -> str | None:
         if any(p.startswith(".") for p in rel.split(os.sep)):
             return None
     return real
+
+
+class ResolveCache:
+    """Recent resolutions of raw URL paths, trusted for `ttl` seconds.
+
+    Resolving costs a `realpath` (an lstat per component) and is most of the time a small file
+    takes to answer. A cached resolution may be up to `ttl` old, the staleness the file cache
+    already accepts for content. Callers use it only when the answer comes wholly from memory
+    (see sites/static.py): whatever reads the disk resolves afresh, so a symlink swapped in the
+    meantime is never followed out of the root.
+    """
+
+    def __init__(
+        self,
+        ttl: float = 1.0,
+        *,
+        max_entries: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[bytes, tuple[Resolved, float]] = {}
+
+    def get(self, raw_path: bytes) -> Resolved | None:
+        """The resolution of `raw_path` if one is recent enough, else None."""
+        hit = self._entries.get(raw_path)
+        if hit is None or self.clock() - hit[1] >= self.ttl:
+            return None
+        return hit[0]
+
+    def put(self, raw_path: bytes, resolved: Resolved) -> None:
+        """Remember a fresh resolution."""
+        if len(self._entries) >= self.max_entries and raw_path not in self._entries:
+            # Bounded without tracking recency on the hot path (as FileCache does).
+            self._entries.clear()
+        self._entries[raw_path] = (resolved, self.clock())
 
 
 def linkable_name(name: str, *, hidden: bool = False) -> bool:

@@ -3,8 +3,10 @@
 - Pages comptoir renders itself (listings, login, share/receive/echo pages: anything from a template
   extending base.html) get a strict Content-Security-Policy with no inline script or style, and
   `Referrer-Policy: no-referrer` (a capability token in the URL must not leak to other sites).
-- A user's own HTML files (a static site, a shared file) are served as they are: they may rely on
-  inline scripts, so comptoir does not impose its policy on them.
+- A user's own HTML files (a static site, a shared file) may rely on inline scripts or be framed
+  by the user's other local apps, so comptoir does not impose its CSP on them. They get
+  `Referrer-Policy: strict-origin-when-cross-origin` (unless they set one): whatever the browser's
+  default, a link to another site never carries the path, where a share's token may be.
 - Every response gets `X-Content-Type-Options: nosniff`.
 - `Strict-Transport-Security` only with a certificate the user brought, and never for `localhost`
   or an IP address: a browser remembers HSTS for every port of a host, and a local CA's
@@ -30,6 +32,8 @@ PAGE_HEADERS = (
     (b"content-security-policy", CSP),
     (b"referrer-policy", b"no-referrer"),
 )
+# For HTML comptoir did not write: other sites see at most the origin, never the path.
+USER_PAGE_REFERRER = (b"referrer-policy", b"strict-origin-when-cross-origin")
 NOSNIFF = (b"x-content-type-options", b"nosniff")
 HSTS = (b"strict-transport-security", b"max-age=31536000")
 
@@ -70,14 +74,23 @@ class SecurityHeaders:
             await self.app(scope, receive, send_with_headers)
 
     def _add_headers(self, message: Message, page: PageState, scope: Scope) -> Message:
+        # This runs for every response, a small file's included: one cheap pass over the
+        # headers, whose names ASGI gives in lower case.
+        names = {bytes(k) for k, _ in message.get("headers", ())}
+        ctype = b""
+        if b"content-type" in names:
+            ctype = next(bytes(v) for k, v in message["headers"] if k == b"content-type")
+        html = ctype[:9].lower() == b"text/html"
+        if not html and not self.hsts and NOSNIFF[0] in names:
+            return message  # nothing to add (files: nosniff is already there)
         headers = list(message.get("headers", ()))
-        names = {bytes(k).lower() for k, _ in headers}
         if NOSNIFF[0] not in names:
             headers.append(NOSNIFF)
-        if page.rendered:
-            ctype = next((bytes(v) for k, v in headers if bytes(k).lower() == b"content-type"), b"")
-            if ctype.lower().startswith(b"text/html"):
+        if html:
+            if page.rendered:
                 headers.extend(h for h in PAGE_HEADERS if h[0] not in names)
+            elif USER_PAGE_REFERRER[0] not in names:
+                headers.append(USER_PAGE_REFERRER)
         if self.hsts and HSTS[0] not in names:
             host = next((bytes(v) for k, v in scope["headers"] if k == b"host"), None)
             if hsts_applies(host):

@@ -10,7 +10,14 @@ from comptoir.errors import HTTPError
 from comptoir.http import listing
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
-from comptoir.http.paths import quote_name, reachable, real_root, resolve_path, url_for_parts
+from comptoir.http.paths import (
+    ResolveCache,
+    quote_name,
+    reachable,
+    real_root,
+    resolve_path,
+    url_for_parts,
+)
 from comptoir.settings import setting
 from comptoir.sites import SiteContext, SiteKind
 from comptoir.types import ASGIApp, Receive, Scope, Send
@@ -47,6 +54,7 @@ class StaticSite:
         self.prefix = context.prefix
         self.root = real_root(options.root)
         self.cache = FileCache(options.revalidate)
+        self.resolutions = ResolveCache(options.revalidate)
         cache_control = (
             f"public, max-age={options.cache}"
             if options.cache
@@ -80,6 +88,13 @@ class StaticSite:
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
+        known = self.resolutions.get(raw)
+        if known is not None:
+            # The hot path: a small file answered from memory makes no system call at all.
+            info, _ = self.cache.lookup(known.path)
+            if info is not None and _from_memory(info):
+                await send_file(scope, receive, send, info, self.cache, self.file_options)
+                return
         resolved = resolve_path(self.root, raw, hidden=self.options.hidden)
         info, is_dir = self.cache.lookup(resolved.path)
         if info is not None:
@@ -87,6 +102,8 @@ class StaticSite:
                 # `file.txt/` is not a folder: don't serve the file under a second URL.
                 raise HTTPError(404, "Not found")
             await send_file(scope, receive, send, info, self.cache, self.file_options)
+            if _from_memory(info):
+                self.resolutions.put(raw, resolved)
             return
         if not is_dir:
             raise HTTPError(404, "Not found")
@@ -180,6 +197,14 @@ class StaticSite:
             return None
         info, _ = self.cache.lookup(real)
         return info
+
+
+def _from_memory(info: FileInfo) -> bool:
+    """True if every answer for this file comes from memory (so its resolution may be reused).
+
+    Anything read from disk (a large file, a precompressed sibling) is resolved afresh each time.
+    """
+    return info.body is not None and not info.variants
 
 
 def build(options: StaticOptions, context: SiteContext) -> ASGIApp:
