@@ -250,8 +250,12 @@ def _run_granian(
         # None would wait forever for a stuck transfer; --grace 0 still gives workers a moment.
         workers_kill_timeout=max(0.1, s.grace),  # type: ignore[arg-type]  # floats work
         backlog=1024,
-        # Under TLS, HTTP/2 is offered by ALPN and HTTP/1.1 stays available.
+        # Under TLS, HTTP/2 is offered by ALPN and HTTP/1.1 stays available. Without TLS, HTTP/1.1
+        # only, as nginx by default: browsers never speak cleartext HTTP/2 (h2c), and a connection
+        # need not be sniffed for its preface.
         http=HTTPModes.auto if tls else HTTPModes.http1,
+        # One single-threaded Rust runtime per worker: what granian's docs advise for few
+        # processes, and measured a little faster here than its multi-threaded default for ASGI.
         runtime_mode=RuntimeModes.st,
         ssl_cert=tls.cert if tls else None,
         ssl_key=tls.key if tls else None,
