@@ -244,16 +244,58 @@ async def test_host_header_edge_cases(extra: dict[str, Any], status: int) -> Non
     assert sent[0]["status"] == status
 
 
+@pytest.mark.parametrize(
+    ("extra", "status"),
+    [
+        ({"headers": []}, 400),
+        ({"headers": [(b"host", b"")]}, 400),
+        ({"headers": [(b"host", b"a.example"), (b"host", b"b.example")]}, 400),
+        ({"headers": [], "http_version": "1.0"}, 200),
+        ({"headers": [(b"host", b"")], "http_version": "1.0"}, 200),
+        ({"headers": [], "http_version": "2"}, 200),
+        # No name to match: the value reaches the site as sent.
+        ({"headers": [(b"host", b"x'; <b>")]}, 200),
+    ],
+)
+async def test_a_single_site_refuses_a_missing_or_repeated_host_too(
+    extra: dict[str, Any], status: int
+) -> None:
+    # RFC 9112 §3.2 is for every server, not only one with virtual hosts (`comptoir serve`).
+    sent = await call(HostRouter([route("only")]), extra)
+    assert sent[0]["status"] == status
+
+
 async def test_websocket_to_unknown_host_is_closed() -> None:
     router = HostRouter([route("a", "a.example"), route("b", "b.example")])
     sent = await call(router, {"type": "websocket", "headers": [(b"host", b"c.example")]})
     assert sent == [{"type": "websocket.close", "code": 1008}]
 
 
-def test_a_single_root_site_skips_host_parsing() -> None:
+def test_a_single_root_site_skips_the_route_lookup() -> None:
     only = route("only")
     assert HostRouter([only]).single is only
     assert HostRouter([route("a", "a.example")]).single is None
+
+
+async def test_a_single_site_answers_any_well_formed_host() -> None:
+    router = HostRouter([route("only")])
+    for host in (b"anything.example", b"127.0.0.1:8000", b"[::1]", "bücher.example".encode()):
+        sent = await call(router, {"headers": [(b"host", host)], "path": "/x"})
+        assert (sent[0]["status"], sent[1]["body"]) == (200, b"only /x  /"), host
+
+
+async def test_a_single_site_refuses_a_websocket_without_host() -> None:
+    sent = await call(HostRouter([route("only")]), {"type": "websocket", "headers": []})
+    assert sent == [{"type": "websocket.close", "code": 1008}]
+
+
+async def test_overlong_host_is_400_and_not_cached() -> None:
+    from comptoir.hosts import _cached_normalize
+
+    before = _cached_normalize.cache_info().currsize
+    sent = await call(ROUTER, {"headers": [(b"host", b"a." * 200 + b"example")]})
+    assert sent[0]["status"] == 400
+    assert _cached_normalize.cache_info().currsize == before
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,9 @@ import pytest
 from comptoir import cli
 from comptoir.banner import print_banner
 from comptoir.config import Config, ServerOptions
-from comptoir.demo import demo_config
+from comptoir.demo import DROP_TOKEN, SHARE_TOKEN, demo_config
 from comptoir.server import Server
-from comptoir.sitesfile import key_lines, load_sites_file, parse_sites
+from comptoir.sitesfile import key_lines, load_sites_file, parse_sites, summary
 from tests.conftest import comptoir_cmd
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -26,6 +26,9 @@ hosts = ["a.example"]
 kind = "static"
 root = "www"
 """
+
+SHARE = '[[site]]\nhosts = ["a.example"]\nkind = "share"\n'
+RECEIVE = '[[site]]\nhosts = ["a.example"]\nkind = "receive"\n'
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -293,6 +296,37 @@ CASES: list[tuple[str, str, str]] = [
         'name = "one"\n',
         "sites.toml:10: site[1].name: 'one' is already the name of site[0]",
     ),
+    # Each kind's own checks, blamed on the key they are about.
+    (
+        "share_missing_path",
+        SHARE + 'paths = ["www", "nope"]\n',
+        "sites.toml:4: site[0].paths: not found: ",
+    ),
+    (
+        "share_short_token",
+        SHARE + 'paths = ["www"]\ntoken = "short"\n',
+        "sites.toml:5: site[0].token: use at least 16 characters",
+    ),
+    (
+        "share_once_and_count",
+        SHARE + 'paths = ["www"]\ncount = 3\nonce = true\n',
+        "sites.toml:6: site[0].once: --once means --count 1: give one or the other",
+    ),
+    (
+        "receive_missing_folder",
+        RECEIVE + 'root = "nope"\n',
+        "sites.toml:4: site[0].root: folder not found: ",
+    ),
+    (
+        "receive_bad_token",
+        RECEIVE + 'root = "www"\ntoken = "a b"\n',
+        "sites.toml:5: site[0].token: use only letters, digits, - and _",
+    ),
+    (
+        "echo_port_range",
+        '[[site]]\nhosts = ["a.example"]\nkind = "echo"\ntcp = 70000\n',
+        "sites.toml:4: site[0].tcp: must be at most 65535",
+    ),
     (
         "unknown_table",
         SITE + '[[sites]]\nkind = "static"\n',
@@ -409,6 +443,82 @@ def test_check_prints_a_summary_and_exits_0(capsys: pytest.CaptureFixture[str]) 
     assert lines[3].split() == ["fallback", "static", "default"]
 
 
+def test_check_shows_each_kind_at_its_address_with_random_parts_marked(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(["check", str(EXAMPLES / "kinds.toml")], capsys)
+    assert (code, err) == (0, "")
+    lines = out.splitlines()
+    assert [line.split() for line in lines[1:5]] == [
+        ["web", "static", "site-a.localhost"],
+        ["echo", "echo", "site-a.localhost/echo/"],
+        ["share", "share", "files.localhost/<random>/"],
+        ["drop", "receive", "drop.localhost/<random>/"],
+    ]
+    assert lines[5:] == ["  <random>: a new secret at each start (`run` prints the links)"]
+
+
+def test_check_shows_a_token_given_in_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(
+        tmp_path,
+        """
+[[site]]
+hosts = ["a.example", "*.a.example"]
+path = "/files"
+kind = "share"
+paths = ["www"]
+token = "a-fixed-share-token"
+
+[[site]]
+default = true
+path = "/in"
+kind = "receive"
+root = "www"
+""",
+    )
+    code, out, err = run_cli(["check", "sites.toml"], capsys)
+    assert (code, err) == (0, "")
+    assert [line.split() for line in out.splitlines()[1:3]] == [
+        [
+            "a.example/files",
+            "share",
+            "a.example/files/a-fixed-share-token/,",
+            "*.a.example/files/a-fixed-share-token/",
+        ],
+        ["default/in", "receive", "default", "/in/<random>/"],
+    ]
+    assert out.splitlines()[3].strip().startswith("<random>: ")
+
+
+def test_check_addresses_agree_with_the_banner_of_run(tmp_path: Path) -> None:
+    # What `check` shows is what `run` serves: the banner's URLs, but for the random parts.
+    path = write(
+        tmp_path,
+        SITE + 'path = "/web"\n\n[[site]]\nhosts = ["b.example"]\nkind = "share"\n'
+        'paths = ["www"]\ntoken = "0123456789abcdef"\n',
+    )
+    config = load_sites_file(path)
+    config = dataclasses.replace(config, server=ServerOptions(host="127.0.0.1", port=0))
+    server = Server(config)
+    try:
+        urls = [u.url for u in server.urls()]
+        port = server.bind().getsockname()[1]
+    finally:
+        server.bind().close()
+    assert urls == [
+        f"http://a.example:{port}/web/",
+        f"http://b.example:{port}/0123456789abcdef/",
+    ]
+    lines = summary(config, str(path), redrawn=load_sites_file(path)).splitlines()
+    assert [line.split()[-1] for line in lines[1:]] == [
+        "a.example/web/",
+        "b.example/0123456789abcdef/",
+    ]
+
+
 def test_run_flags_and_variables_override_the_server_table(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -473,8 +583,8 @@ def test_banner_groups_urls_by_site_and_quiet_prints_one_per_host_name() -> None
     ]
 
 
-def test_banner_shows_a_named_default_site_at_the_machine_addresses_too() -> None:
-    config = demo_config(ServerOptions(host="127.0.0.1", port=0))
+def test_banner_shows_a_named_default_site_at_the_machine_addresses_too(tmp_path: Path) -> None:
+    config = demo_config(ServerOptions(host="127.0.0.1", port=0), tmp_path)
     server = Server(config)
     try:
         urls = server.urls()
@@ -495,6 +605,9 @@ def test_banner_shows_a_named_default_site_at_the_machine_addresses_too() -> Non
     assert out.getvalue().splitlines() == [
         f"http://www.localhost:{port}/",
         f"http://files.localhost:{port}/",
+        f"http://share.localhost:{port}/{SHARE_TOKEN}/",
+        f"http://drop.localhost:{port}/{DROP_TOKEN}/",
+        f"http://echo.localhost:{port}/",
     ]
 
 

@@ -220,7 +220,8 @@ def check(sites_file: Path) -> None:
     config = load_sites_file(sites_file)
     # The server's own checks too (TLS files...): everything `run` checks before it binds.
     Server(config).check()
-    click.echo(summary(config, str(sites_file)))
+    # Loaded again: what differs between the two loads (a random token) is shown as such.
+    click.echo(summary(config, str(sites_file), redrawn=load_sites_file(sites_file)))
 
 
 @cli.command()
@@ -228,12 +229,14 @@ def check(sites_file: Path) -> None:
 def demo(**values: Any) -> None:
     """Serve the built-in demo on *.localhost names.
 
-    A home page at www.localhost (also the default site: http://127.0.0.1:PORT/) and sample
-    sites on other names under .localhost, which browsers resolve to this machine.
+    A home page at www.localhost (also the default site: http://127.0.0.1:PORT/) and a site of
+    each kind on other names under .localhost (files, share, drop, echo), which browsers
+    resolve to this machine. Uploads to the drop site go to a temporary folder, removed at exit.
     """
-    from comptoir.demo import demo_config
+    from comptoir.demo import demo_config, demo_run_dir
 
-    run_config(demo_config(build_options(ServerOptions, values)))
+    with demo_run_dir() as run_dir:
+        run_config(demo_config(build_options(ServerOptions, values), run_dir))
 
 
 @cli.group()

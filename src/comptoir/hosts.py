@@ -8,11 +8,13 @@ Matching rules (the README's "Virtual hosts" section documents them):
 - among the sites of the chosen host, the longest `path` prefix wins (on whole components); when
   none of them is mounted at a prefix of the path, the next rule down is tried;
 - the prefix is moved from `path` to `root_path`, so the site sees its own root; a request for
-  exactly `/prefix` is redirected to `/prefix/` so that relative links resolve inside the site.
+  exactly `/prefix` is redirected to `/prefix/` so that relative links resolve inside the site;
+- an HTTP/1.1 request without `Host:`, or with two, gets 400 whatever the sites, a single one too.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import unicodedata
@@ -134,7 +136,8 @@ class HostRouter:
         for table in (*self.exact.values(), *self.wildcard.values(), self.any_host, self.default):
             # Longest prefix first, so the first match is the most specific one.
             table.sort(key=lambda r: len(r.path), reverse=True)
-        # One site for everything: skip header parsing entirely on the hot path.
+        # One site for everything (`comptoir serve`...): the Host header is still checked, but no
+        # route is looked up.
         self.single = (
             routes[0]
             if len(routes) == 1 and not routes[0].hosts and routes[0].path == "/"
@@ -162,23 +165,26 @@ class HostRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Dispatch one request or WebSocket to the site that answers it."""
-        if self.single is not None:
-            await self.single.app(scope, receive, send)
-            return
         if scope["type"] not in ("http", "websocket"):
             return
         raw_host = _host_header(scope)
+        if not raw_host and (raw_host is None or scope.get("http_version") == "1.1"):
+            # Two Host headers, or none on HTTP/1.1 (granian turns a missing one into an empty
+            # one): RFC 9112 §3.2 asks every server for a 400, as nginx, Caddy and uvicorn's h11
+            # answer, so a single site gets it too. HTTP/1.0 may omit Host; HTTP/2 and HTTP/3
+            # carry it as :authority.
+            await _refuse(scope, send, 400, "Missing or repeated Host header")
+            return
+        if self.single is not None:
+            # No name to match: the value goes to the site as sent (sites quote it).
+            await self.single.app(scope, receive, send)
+            return
         host = None
         if raw_host:
-            host = normalize_host(raw_host)
+            host = _request_host(raw_host)
             if host is None:
                 await _refuse(scope, send, 400, "Malformed Host header")
                 return
-        elif raw_host is None or scope.get("http_version") == "1.1":
-            # Two Host headers, or none on HTTP/1.1 (granian turns a missing one into an empty
-            # one): RFC 9112 §3.2 requires a 400. HTTP/1.0 may omit it; HTTP/2 uses :authority.
-            await _refuse(scope, send, 400, "Missing or repeated Host header")
-            return
         path = scope["path"]
         route = self.route_for(host, path)
         if route is None:
@@ -194,6 +200,20 @@ class HostRouter:
             await _redirect_to_slash(scope, send)
         else:
             await route.app(_strip_prefix(scope, route.path), receive, send)
+
+
+# Longer than any valid name with a port: refused without filling the cache below.
+_MAX_HOST_VALUE = 300
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_normalize(host: str) -> str | None:
+    return normalize_host(host)
+
+
+def _request_host(raw: str) -> str | None:
+    """normalize_host for a Host header; a request's host repeats, so the answers are cached."""
+    return _cached_normalize(raw) if len(raw) <= _MAX_HOST_VALUE else None
 
 
 def _host_header(scope: Scope) -> str | None:

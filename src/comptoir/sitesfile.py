@@ -82,18 +82,48 @@ def parse_sites(text: str, filename: str, base: Path) -> Config:
     return Config(server=server, sites=tuple(sites))
 
 
-def summary(config: Config, filename: str) -> str:
-    """A short description of a valid file, for `comptoir check`: one line per site."""
+# Stands for a part of a site's address drawn afresh at each start (a share's random token).
+RANDOM_PART = "<random>"
+
+
+def summary(config: Config, filename: str, redrawn: Config | None = None) -> str:
+    """A short description of a valid file, for `comptoir check`: one line per site.
+
+    Each site's address includes the path its kind adds (a share's or a receive's token).
+    `redrawn` is the same file loaded a second time: the parts of an address that differ between
+    the two loads are drawn at random at each start, so they are shown as `<random>`.
+    """
     count = len(config.sites)
     lines = [f"{filename}: OK, {count} site{'s' if count != 1 else ''}, port {config.server.port}"]
     width = max(len(s.name) for s in config.sites)
-    for s in config.sites:
-        mount = "" if s.path == "/" else s.path + "/"
-        where = [h + mount for h in s.hosts]
+    random_parts = False
+    for i, s in enumerate(config.sites):
+        at = _site_path(s)
+        if redrawn is not None and i < len(redrawn.sites):
+            at = _mark_random(at, _site_path(redrawn.sites[i]))
+            random_parts = random_parts or RANDOM_PART in at
+        shown = "" if at == "/" else at
+        where = [h + shown for h in s.hosts]
         if s.default:
-            where.append(f"default{' ' + mount if mount else ''}")
+            where.append(f"default{' ' + shown if shown else ''}")
         lines.append(f"  {s.name:<{width}}  {s.kind:<8} {', '.join(where)}")
+    if random_parts:
+        lines.append(f"  {RANDOM_PART}: a new secret at each start (`run` prints the links)")
     return "\n".join(lines)
+
+
+def _site_path(site: SiteConfig) -> str:
+    """The path of a site's front page: its mount point, then what its kind adds."""
+    suffix = KINDS[site.kind].url_suffix(site.options)
+    return site.path.rstrip("/") + "/" + suffix.lstrip("/")
+
+
+def _mark_random(path: str, other: str) -> str:
+    """`path` with the segments that differ in `other` replaced by RANDOM_PART."""
+    mine, theirs = path.split("/"), other.split("/")
+    if len(mine) != len(theirs):
+        return path
+    return "/".join(a if a == b else RANDOM_PART for a, b in zip(mine, theirs, strict=True))
 
 
 @dataclass
@@ -237,7 +267,8 @@ def _site(i: int, table: Mapping[str, Any], report: _Report, base: Path) -> Site
     valid = _valid_options(kind.options, table, at, report, extra_keys=SITE_KEYS)
     options = _relative_to(options_from_mapping(kind.options, valid, _label(at)), base)
     for problem in kind.validate(options):
-        report.add((*at, *_blamed_key(options, table, problem)), problem)
+        key, message = _blame(options, table, problem)
+        report.add((*at, *key), message)
     if len(report.problems) > before:
         return None
     assert hosts is not None and path is not None
@@ -248,14 +279,49 @@ def _site(i: int, table: Mapping[str, Any], report: _Report, base: Path) -> Site
     )
 
 
-def _blamed_key(options: Any, table: Mapping[str, Any], problem: str) -> tuple[str, ...]:
-    """The option a kind's validation problem is about, when it names that option's path."""
-    # validate() returns sentences ("folder not found: /srv/x"); the path in it tells the key.
-    for opt in option_fields(type(options)):
-        value = getattr(options, opt.name)
-        if isinstance(value, Path) and str(value) in problem:
-            written = [k for k in table if k.replace("-", "_") == opt.name]
-            return (written[0] if written else opt.name,)
+def _blame(options: Any, table: Mapping[str, Any], problem: str) -> tuple[tuple[str, ...], str]:
+    """The option a kind's validation problem is about (as written in the file), and the problem.
+
+    validate() returns sentences written for the command line; what they name tells the key:
+    a leading `token: ...`, a path of the option ("folder not found: /srv/x"), or its flag
+    ("--once means --count 1"). A problem naming none is the site's as a whole.
+    """
+
+    def written(name: str) -> tuple[str, ...]:
+        keys = [k for k in table if k.replace("-", "_") == name]
+        return (keys[0] if keys else name,)
+
+    fields = option_fields(type(options))
+    for opt in fields:
+        for prefix in (f"{opt.name}: ", f"{opt.flag}: "):
+            if problem.startswith(prefix):
+                return written(opt.name), problem[len(prefix) :]
+    # The longest path that appears wins: /srv/www2 is not about /srv/www.
+    paths = [
+        (len(str(p)), opt.name)
+        for opt in fields
+        if opt.item_type is Path
+        for p in _paths_of(getattr(options, opt.name))
+        if str(p) in problem
+    ]
+    if paths:
+        return written(max(paths)[1]), problem
+    # The flag named first: "--once means --count 1" is about --once.
+    flags = [
+        (m.start(), opt.name)
+        for opt in fields
+        if (m := re.search(rf"{re.escape(opt.flag)}\b(?!-)", problem)) is not None
+    ]
+    if flags:
+        return written(min(flags)[1]), problem
+    return (), problem
+
+
+def _paths_of(value: Any) -> tuple[Path, ...]:
+    if isinstance(value, Path):
+        return (value,)
+    if isinstance(value, tuple):
+        return tuple(v for v in value if isinstance(v, Path))
     return ()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -175,3 +176,55 @@ def test_unknown_host_without_default_is_421(tmp_path: Path) -> None:
         assert "a.test" not in r.text
         answer = raw_request(srv.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
         assert answer.startswith(b"HTTP/1.1 400")
+
+
+def test_every_kind_runs_from_the_example_file(tmp_path: Path) -> None:
+    # examples/kinds.toml as a user runs it (in a copy: uploads land next to the file).
+    examples = Path(__file__).resolve().parents[2] / "examples"
+    folder = tmp_path / "examples"
+    shutil.copytree(examples, folder)
+    with sites_server("run", str(folder / "kinds.toml"), url_count=4) as srv:
+        port = srv.port
+        web, echo, share, drop = srv.urls
+        assert (web, echo) == (
+            f"http://site-a.localhost:{port}/",
+            f"http://site-a.localhost:{port}/echo/",
+        )
+        # Share and receive links carry their secret token, drawn for this run.
+        share_token = re.fullmatch(rf"http://files\.localhost:{port}/([\w-]{{22}})/", share)
+        drop_token = re.fullmatch(rf"http://drop\.localhost:{port}/([\w-]{{22}})/", drop)
+        assert share_token is not None and drop_token is not None
+        assert "site a" in srv.get("site-a.localhost").text.lower()
+        r = srv.get("site-a.localhost", "/echo/get?x=1")
+        assert r.json()["args"] == {"x": "1"}
+        assert r.json()["url"].endswith("/echo/get?x=1")
+        assert srv.get("files.localhost", f"/{share_token[1]}/").status_code == 200
+        assert srv.get("files.localhost", "/").status_code == 404
+        r = srv.client.put(
+            f"/{drop_token[1]}/note.txt", content=b"hi\n", headers={"Host": "drop.localhost"}
+        )
+        assert r.status_code == 201
+        assert (folder / "inbox" / "note.txt").read_bytes() == b"hi\n"
+        # A file announced over max-size = "100M" is refused before its body is read.
+        answer = raw_request(
+            port,
+            f"PUT /{drop_token[1]}/big HTTP/1.1\r\nHost: drop.localhost\r\n"
+            f"Content-Length: {101 * 1024 * 1024}\r\nConnection: close\r\n\r\n".encode(),
+        )
+        assert answer.startswith(b"HTTP/1.1 413")
+
+
+def test_a_single_site_refuses_http11_without_host_too(tmp_path: Path) -> None:
+    # The same rule as with virtual hosts (RFC 9112 §3.2), for `comptoir serve` and a file of
+    # one default site alike.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "index.html").write_text("site a\n")
+    path = tmp_path / "sites.toml"
+    path.write_text('[[site]]\ndefault = true\nkind = "static"\nroot = "a"\n')
+    for args in (("serve", str(tmp_path / "a")), ("run", str(path))):
+        with sites_server(*args, url_count=1) as srv:
+            answer = raw_request(srv.port, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.1 400"), args
+            answer = raw_request(srv.port, b"GET / HTTP/1.0\r\n\r\n")
+            assert answer.startswith(b"HTTP/1.0 200"), args
+            assert srv.get("anything.test").text == "site a\n"

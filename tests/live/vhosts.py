@@ -7,6 +7,7 @@ the test machine cannot resolve (`www.localhost`, `a.test`): this polls 127.0.0.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import time
@@ -36,12 +37,15 @@ class SitesServer:
 
 
 @contextlib.contextmanager
-def sites_server(*args: str, url_count: int, timeout: float = 20) -> Iterator[SitesServer]:
+def sites_server(
+    *args: str, url_count: int, timeout: float = 20, env: dict[str, str] | None = None
+) -> Iterator[SitesServer]:
     """Run `comptoir ARGS --host 127.0.0.1 --port 0 --quiet` until the block ends."""
     proc = subprocess.Popen(
         comptoir_cmd(*args, "--host", "127.0.0.1", "--port", "0", "--quiet"),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     try:
         urls = read_urls(proc, url_count, timeout)
