@@ -178,6 +178,14 @@ def comptoir_version(bench: Bench) -> str:
     return _output([sys.executable, "-c", code])
 
 
+def granian_floor(bench: Bench, port: int) -> Launch:
+    """floor_app.py on granian, configured as comptoir configures it (one worker, st, HTTP/1)."""
+    argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--no-ws", "--workers", "1"]
+    argv += ["--runtime-mode", "st", "--http", "1", "--log-level", "error"]
+    argv += ["--working-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port), "floor_app:app"]
+    return Launch(argv, env={"FLOOR_ROOT": str(bench.root)})
+
+
 NGINX_CONF = """\
 daemon off;
 master_process on;
@@ -291,6 +299,12 @@ SERVERS: dict[str, ServerSpec] = {
         # nginx first: it is the reference every ratio is taken against.
         ServerSpec("nginx", {"static": nginx_static}, version=nginx_version),
         ServerSpec("comptoir", {"static": comptoir_static}, version=comptoir_version),
+        # Not a peer: the engine's ceiling for any ASGI app (floor_app.py), for reading the ratios.
+        ServerSpec(
+            "granian-floor",
+            {"static": granian_floor},
+            version=lambda bench: "granian " + _installed_version(Path(sys.executable), "granian"),
+        ),
         ServerSpec(
             "copyparty",
             {"static": copyparty_static},

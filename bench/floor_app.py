@@ -1,0 +1,35 @@
+"""The engine's floor: the least an ASGI app on granian can do to answer the benchmark.
+
+No routing, no path checks, no validators: the 1 KB file's bytes from memory, the large file by
+`http.response.pathsend`. comptoir cannot beat this on the same engine; its distance to nginx
+tells how much of comptoir's own distance is granian's ASGI bridge rather than comptoir's code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+ROOT = os.environ["FLOOR_ROOT"]
+with open(os.path.join(ROOT, "1k.bin"), "rb") as f:
+    SMALL = f.read()
+LARGE = os.path.join(ROOT, "large.bin")
+LARGE_SIZE = str(os.path.getsize(LARGE)).encode()
+
+
+async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Answer /1k.bin and /large.bin; 404 for anything else."""
+    if scope["type"] != "http":
+        return
+    path = scope["path"]
+    if path == "/1k.bin":
+        headers = [(b"content-type", b"application/octet-stream"), (b"content-length", b"1024")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": SMALL})
+    elif path == "/large.bin":
+        headers = [(b"content-type", b"application/octet-stream"), (b"content-length", LARGE_SIZE)]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.pathsend", "path": LARGE})
+    else:
+        await send({"type": "http.response.start", "status": 404, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
