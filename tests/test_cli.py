@@ -6,6 +6,7 @@ import io
 import json
 import os
 import socket
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -380,3 +381,10 @@ async def test_access_log_json_line_parses() -> None:
     assert (record["method"], record["status"], record["bytes"]) == ("GET", 404, 4)
     assert record["client"] == "[::1]"
     assert record["duration_ms"] == 12.5
+
+
+async def test_access_log_text_line_starts_with_the_local_time() -> None:
+    before = datetime.now().replace(microsecond=0)
+    first = (await log_lines("text", b"/one", b""))[0]
+    stamp = datetime.strptime(first[:19], "%Y-%m-%d %H:%M:%S")
+    assert before <= stamp <= datetime.now()

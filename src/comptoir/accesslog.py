@@ -62,6 +62,8 @@ class AccessLog:
         self.json = log_format == "json"
         self.write = write or _write_stderr
         self.clock = clock
+        self._stamp_second = -1
+        self._stamp_text = ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the request, then log it (also when the app fails or the client leaves)."""
@@ -91,6 +93,14 @@ class AccessLog:
         finally:
             self._log(scope, status or 500, sent, self.clock() - start)
 
+    def _stamp(self) -> str:
+        # Formatted once a second, not once a request: strftime is a good part of a line's cost.
+        now = int(time.time())
+        if now != self._stamp_second:
+            self._stamp_second = now
+            self._stamp_text = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")
+        return self._stamp_text
+
     def _log(self, scope: Scope, status: int, sent: int, duration: float) -> None:
         method = scope.get("method", "WS")
         # Raw bytes as UTF-8 (what browsers send), undecodable bytes kept apart for escaping.
@@ -114,9 +124,8 @@ class AccessLog:
                 ensure_ascii=True,
             )
         else:
-            stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S")
             line = (
-                f'{stamp} {client} "{escape_for_log(method)} {escape_for_log(path)}" '
+                f'{self._stamp()} {client} "{escape_for_log(method)} {escape_for_log(path)}" '
                 f"{status} {sent} {duration * 1000:.1f}ms"
             )
         self.write(line)
