@@ -71,7 +71,14 @@ def test_fallback_drops_accents_and_replaces_the_rest() -> None:
     assert ascii_fallback("a%20b.txt") == "a_20b.txt"
     assert ascii_fallback("emoji 😀.png") == "emoji _.png"
     assert ascii_fallback("😀") == FALLBACK_NAME
-    assert ascii_fallback("😀.pdf") == "_.pdf"
+    # A run of characters without an ASCII form is one `_`, not one per character.
+    assert ascii_fallback("rapport 日本語 2024.pdf") == "rapport _ 2024.pdf"
+    # Nothing recognisable left: a generic name that keeps the type (curl -OJ saves it).
+    assert ascii_fallback("😀.pdf") == "download.pdf"
+    assert ascii_fallback("日本語.txt") == "download.txt"
+    assert ascii_fallback("Ωμέγα.tar.gz") == "download.tar.gz"
+    assert ascii_fallback("..") == ascii_fallback("...") == FALLBACK_NAME
+    assert ascii_fallback('"".txt') == "download.txt"
 
 
 def test_undecodable_bytes_become_replacement_characters() -> None:
@@ -97,3 +104,13 @@ def test_any_name_gives_one_parsable_ascii_header(name: str) -> None:
 
 def _has_surrogates(text: str) -> bool:
     return any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_any_fallback_is_a_plain_ascii_name(name: str) -> None:
+    # What curl -OJ (which ignores filename*) will save the file as: always a usable name.
+    fallback = ascii_fallback(name)
+    assert fallback and fallback.isascii() and fallback.isprintable()
+    assert not set(fallback) & set('"\\/') and not re.search(r"%[0-9A-Fa-f]{2}", fallback)
+    assert fallback.strip() == fallback and fallback not in (".", "..")
+    assert any(c.isalnum() for c in fallback)

@@ -301,6 +301,49 @@ async def test_multipart_text_answer(client: Callable[..., httpx.AsyncClient]) -
     assert r.text == "saved: x.bin (2 bytes)\nsaved: y.bin (1 bytes)\n"
 
 
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        (b'form-data; name="f"; filename="plain.txt"', "plain.txt"),
+        # Browsers and curl 7.81+ escape `"`, CR and LF this way (the HTML form encoding).
+        (b'form-data; name="f"; filename="say %22hi%22.txt"', 'say "hi".txt'),
+        (b'form-data; name="f"; filename="new%0Aline%0d.txt"', "new\nline\r.txt"),
+        (b'form-data; name="f"; filename="100%25 sure.txt"', "100%25 sure.txt"),
+        (b'form-data; name="f"; filename="back\\\\slash.txt"', "back\\slash.txt"),
+        ("form-data; name=f; filename=été.txt".encode(), "été.txt"),
+        # RFC 8187 `filename*` (some HTTP libraries send it, alone or with a fallback).
+        (b"form-data; name=f; filename*=UTF-8''%C3%A9t%C3%A9%20%F0%9F%98%80.txt", "été 😀.txt"),
+        (b"form-data; name=f; filename=x.txt; filename*=utf-8''%C3%A9.txt", "é.txt"),
+        (b"form-data; name=f; filename*=iso-8859-1'fr'caf%E9.txt", "café.txt"),
+        (b"form-data; name=f", None),
+        (b'form-data; name=f; filename=""', ""),
+    ],
+)
+def test_multipart_file_names_as_clients_send_them(header: bytes, name: str | None) -> None:
+    assert upload_module.part_filename(header) == name
+
+
+async def test_multipart_escaped_names_are_saved_as_meant(
+    client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    body = (
+        b'--BB\r\nContent-Disposition: form-data; name="f"; filename="say %22hi%22.txt"\r\n'
+        b"\r\nquoted\r\n"
+        b"--BB\r\nContent-Disposition: form-data; name=f; filename*=UTF-8''%C3%A9t%C3%A9.txt\r\n"
+        b"\r\nstar\r\n--BB--\r\n"
+    )
+    headers = {"Content-Type": "multipart/form-data; boundary=BB", "Accept": "application/json"}
+    async with client() as c:
+        r = await c.post(f"/{TOKEN}/", content=body, headers=headers)
+    assert r.status_code == 201, r.text
+    assert [(f["sent_as"], f["name"]) for f in r.json()["files"]] == [
+        ('say "hi".txt', "say _hi_.txt"),
+        ("été.txt", "été.txt"),
+    ]
+    assert (tmp_path / "say _hi_.txt").read_bytes() == b"quoted"
+    assert (tmp_path / "été.txt").read_bytes() == b"star"
+
+
 async def test_multipart_mistakes_are_4xx_and_leave_nothing(
     client: Callable[..., httpx.AsyncClient], tmp_path: Path
 ) -> None:
@@ -560,6 +603,11 @@ def test_validate(tmp_path: Path) -> None:
     assert validate(ReceiveOptions(root=tmp_path, token="a/b")) == [
         "token: use only letters, digits, - and _"
     ]
+    # A token chosen by hand is still the only key: too short to guess, refused.
+    assert validate(ReceiveOptions(root=tmp_path, token="short-token")) == [
+        "token: use at least 16 characters"
+    ]
+    assert validate(ReceiveOptions(root=tmp_path, token="a-long-enough_token")) == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")

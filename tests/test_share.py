@@ -15,6 +15,7 @@ from urllib.parse import unquote
 
 import httpx
 import pytest
+import segno
 
 from comptoir.app import build_app
 from comptoir.cli import build_options
@@ -129,6 +130,13 @@ async def test_browsers_get_a_landing_page_with_a_qr_code(share: Any, tree: Path
     assert f'href="{s.url}archive.zip" download' in page
     assert f"http://testserver{s.url}" in page
     assert "application/pdf" in page
+    # The QR code is the one of the link itself (made by the server, no outside request).
+    assert (
+        segno.make(f"http://testserver{s.url}", error="m").svg_inline(
+            scale=5, border=2, dark="#000", light="#fff", omitsize=False
+        )
+        in page
+    )
 
 
 async def test_qr_and_page_escape_a_hostile_host_header(share: Any, tree: Path) -> None:
@@ -152,6 +160,7 @@ async def test_json_describes_the_share(share: Any, tree: Path) -> None:
         "url": f"{s.url}f/photos/",
         "files": 4,  # a.txt, 2024/b.txt, été 😀.txt, inside (-> a.txt)
         "size": 6 + 6 + 8 + 6,
+        "archive_url": f"{s.url}f/photos/?archive",
     }
     assert doc["archive"]["url"] == f"{s.url}archive.zip"
 
@@ -277,6 +286,60 @@ async def test_curl_gets_a_stored_zip_of_a_folder(share: Any, tree: Path) -> Non
     assert zf.read("photos/inside") == b"alpha\n"
     again = await s.client.get(s.url + "archive.zip")
     assert again.content == r.content and again.headers["etag"] == r.headers["etag"]
+
+
+async def test_each_folder_is_also_an_archive(share: Any, tree: Path) -> None:
+    s = share(tree / "photos", tree / "report.pdf", count=1)
+    page = (await s.client.get(s.url, headers=AS_HTML)).text
+    assert f'href="{s.url}f/photos/?archive" download' in page
+    listing = (await s.client.get(s.url + "f/photos/2024/", headers=AS_HTML)).text
+    assert f'href="{s.url}f/photos/2024/?archive" download' in listing
+    assert "as 2024.zip" in listing
+    # curl and wget on a folder's URL get the folder itself, as for the share's URL.
+    r = await s.client.get(s.url + "f/photos/2024/", headers=AS_CURL)
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    assert r.headers["content-disposition"].startswith('attachment; filename="2024.zip"')
+    assert int(r.headers["content-length"]) == len(r.content)
+    assert zipfile.ZipFile(io.BytesIO(r.content)).namelist() == ["2024/", "2024/b.txt"]
+    # A page's button asks with ?archive; the slash redirect keeps it.
+    moved = await s.client.get(s.url + "f/photos?archive", headers=AS_HTML)
+    assert moved.status_code == 301 and moved.headers["location"] == s.url + "f/photos/?archive"
+    # Ranges, as for the share's archive (one ending early completes nothing).
+    part = await s.client.get(s.url + "f/photos/?archive", headers={"range": "bytes=10-19"})
+    assert part.status_code == 206
+    r = await s.client.get(s.url + "f/photos/?archive", headers=AS_HTML)
+    assert r.content[10:20] == part.content
+    assert r.headers["content-disposition"].startswith('attachment; filename="photos.zip"')
+    zf = zipfile.ZipFile(io.BytesIO(r.content))
+    assert zf.testzip() is None
+    # The folder alone (not report.pdf), by the same rules: no dotfile, no symlink leading out.
+    assert zf.namelist() == [
+        "photos/",
+        "photos/2024/",
+        "photos/2024/b.txt",
+        "photos/a.txt",
+        "photos/inside",
+        "photos/été 😀.txt",
+    ]
+    # Each folder's archive is counted on its own; the share's archive is untouched.
+    assert (await s.client.get(s.url + "f/photos/?archive")).status_code == 410
+    assert (await s.client.get(s.url + "f/photos/2024/", headers=AS_CURL)).status_code == 410
+    assert s.shutdowns == []
+    assert (await s.client.get(s.url + "archive.zip")).status_code == 200
+    assert len(s.shutdowns) == 1
+
+
+async def test_the_one_shared_folder_is_the_share_archive(share: Any, tree: Path) -> None:
+    s = share(tree / "photos", once=True)
+    listing = (await s.client.get(s.url + "f/photos/", headers=AS_HTML)).text
+    assert "Download this folder" not in listing  # it is "Download all"
+    whole = await s.client.head(s.url + "archive.zip")
+    r = await s.client.get(s.url + "f/photos/", headers=AS_CURL)
+    assert r.headers["etag"] == whole.headers["etag"]
+    assert r.headers["content-disposition"].startswith('attachment; filename="photos.zip"')
+    # The same download, counted once: the share is over.
+    assert len(s.shutdowns) == 1
+    assert (await s.client.get(s.url + "archive.zip")).status_code == 410
 
 
 async def test_zip_ranges_are_exactly_the_bytes_of_the_whole(share: Any, tree: Path) -> None:

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import live_server
+from tests.conftest import comptoir_cmd, live_server
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -123,6 +123,32 @@ def test_curl_put_and_form(tmp_path: Path) -> None:
         "été 日本.txt",
     ]
     assert not (tmp_path / "etc").exists()
+
+
+def test_curl_form_names_with_quotes_and_newlines(tmp_path: Path) -> None:
+    # curl -F (7.81+), like browsers, sends `"` as %22: the name is the one the file had.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / 'say "hi".txt').write_text("hi\n")
+    with live_server("receive", str(inbox)) as srv:
+        answer = curl("-H", "Accept: application/json", "-F", 'f=@say "hi".txt', srv.url, cwd=src)
+    [saved] = json.loads(answer)["files"]
+    assert (saved["sent_as"], saved["name"]) == ('say "hi".txt', "say _hi_.txt")
+    assert files_under(inbox) == ["say _hi_.txt"]
+
+
+def test_a_short_token_is_one_line_exit_2(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        comptoir_cmd("receive", str(tmp_path), "--token", "short", "--port", "0"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "comptoir: error: token: use at least 16 characters"
+    assert proc.stdout == ""
 
 
 def test_cut_uploads_leave_nothing(tmp_path: Path) -> None:
@@ -246,6 +272,9 @@ def test_browser_upload(tmp_path: Path) -> None:
     (src / "album" / "a.txt").write_text("a\n")
     (src / "album" / "sub" / "b.txt").write_text("b\n")
     (src / "slow.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    (src / "dragged" / "inner").mkdir(parents=True)
+    (src / "dragged" / "top.txt").write_text("top\n")
+    (src / "dragged" / "inner" / "c.txt").write_text("c\n")
     with live_server("receive", str(inbox)) as srv, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -279,6 +308,20 @@ def test_browser_upload(tmp_path: Path) -> None:
                 }"""
             )
             expect(received).to_contain_text("dropped.txt")
+            # A real drop, as from a file manager: a folder (structure kept) and a file.
+            cdp_drop = page.context.new_cdp_session(page)
+            data = {
+                "items": [],
+                "files": [str(src / "dragged"), str(src / "two words.txt")],
+                "dragOperationsMask": 1,
+            }
+            for kind in ("dragEnter", "dragOver", "drop"):
+                cdp_drop.send(
+                    "Input.dispatchDragEvent", {"type": kind, "x": 50, "y": 50, "data": data}
+                )
+            expect(received).to_contain_text("dragged/inner/c.txt")
+            expect(received).to_contain_text("dragged/top.txt")
+            expect(received).to_contain_text("two words (1).txt")
             # Uploading the same name again shows the name it was saved under.
             page.set_input_files("#files", [str(src / "one.txt")])
             expect(page.locator("#queue")).to_contain_text("saved as one (1).txt")
@@ -308,13 +351,19 @@ def test_browser_upload(tmp_path: Path) -> None:
             "album/a.txt",
             "album/sub",
             "album/sub/b.txt",
+            "dragged",
+            "dragged/inner",
+            "dragged/inner/c.txt",
+            "dragged/top.txt",
             "dropped.txt",
             "one (1).txt",
             "one.txt",
+            "two words (1).txt",
             "two words.txt",
         ]
         assert wait_for_listing(inbox, expected) == expected
     assert (inbox / "album" / "sub" / "b.txt").read_text() == "b\n"
+    assert (inbox / "dragged" / "inner" / "c.txt").read_text() == "c\n"
 
 
 def test_password_protected_link(tmp_path: Path) -> None:

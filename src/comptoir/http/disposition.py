@@ -20,7 +20,7 @@ _ATTR_CHARS = "!#$&+-.^_`|~"
 _UNSAFE_ASCII = re.compile(r'["\\/\x00-\x1f\x7f]')
 # `%` followed by two hex digits reads as an escape to some clients (RFC 6266, appendix D).
 _PERCENT_ESCAPE = re.compile(r"%(?=[0-9A-Fa-f]{2})")
-# Generic name when nothing printable is left of the original (e.g. only emoji).
+# Generic name when no letter or digit is left of the original (e.g. only emoji or CJK).
 FALLBACK_NAME = "download"
 
 
@@ -32,22 +32,26 @@ def _exact(name: str) -> str:
 def ascii_fallback(name: str) -> str:
     """An ASCII rendering of `name` safe inside `filename="…"` for every client.
 
-    Accents are dropped (`é` → `e`), other non-ASCII characters and unsafe ones become `_`.
+    Accents are dropped (`é` → `e`), each run of other non-ASCII characters becomes one `_`, and
+    unsafe characters `_`. A name with no letter or digit left (`日本語.pdf`) becomes
+    `download.pdf`: what curl -OJ saves should still say what the file is.
     """
     text = unicodedata.normalize("NFKD", _exact(name))
-    out = []
+    out: list[str] = []
     for ch in text:
         if ch.isascii():
             out.append(ch)
         elif unicodedata.combining(ch):
             continue  # the accent of a letter kept just before
-        else:
+        elif not out or out[-1] != "_":
             out.append("_")
     fallback = _PERCENT_ESCAPE.sub("_", _UNSAFE_ASCII.sub("_", "".join(out))).strip()
-    if fallback.strip("._ ") == "":
-        # Only dots, underscores and spaces left: not a name anyone would recognise (or `..`).
-        ext = os.path.splitext(fallback)[1]
-        return FALLBACK_NAME + (ext if ext.strip("._ ") else "")
+    # The extension is all from the first dot on, so that `.tar.gz` is kept whole.
+    dot = fallback.find(".", 1)
+    stem, ext = (fallback[:dot], fallback[dot:]) if dot > 0 else (fallback, "")
+    if not any(c.isalnum() for c in stem):
+        # Nothing recognisable left (or only dots: `..`): a generic name, with the extension.
+        return FALLBACK_NAME + (ext if any(c.isalnum() for c in ext) else "")
     return fallback
 
 

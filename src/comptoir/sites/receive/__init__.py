@@ -22,6 +22,8 @@ from comptoir.sites import SiteContext, SiteKind
 from comptoir.types import ASGIApp
 
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+# As for a share: a token chosen by hand must still be too long to guess (a random one has 22).
+MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -33,7 +35,7 @@ class ReceiveOptions:
     )
     token: str = setting(
         "",
-        "Secret path of the upload link (letters, digits, - and _).",
+        "Secret path of the upload link (letters, digits, - and _; at least 16).",
         default_text="random, 128 bits",
     )
     max_size: int | None = setting(
@@ -85,6 +87,8 @@ def validate(options: ReceiveOptions) -> list[str]:
         problems.append(f"folder not writable: {root}")
     if not _TOKEN_CHARS.match(options.token):
         problems.append("token: use only letters, digits, - and _")
+    elif len(options.token) < MIN_TOKEN_LENGTH:
+        problems.append(f"token: use at least {MIN_TOKEN_LENGTH} characters")
     return problems
 
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import time
 from typing import Any
 
+from comptoir import terminal
 from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
@@ -207,8 +207,7 @@ class ReceiveSite:
             self.store.set(f"{self.key}file:{seq:012d}", json.dumps(entry).encode())
             if not self.quiet:
                 # Names are sanitized (no control characters): safe to print as they are.
-                line = f"received {f.name} ({human_size(f.size)}) from {client}\n"
-                os.write(2, line.encode("utf-8", "backslashreplace"))
+                terminal.write_line(f"received {f.name} ({human_size(f.size)}) from {client}")
 
     async def _send_saved(self, scope: Scope, send: Send, saved: list[Saved]) -> None:
         if wants_json(scope):

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import errno
 import os
+import re
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from urllib.parse import unquote_to_bytes
 
 from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
@@ -455,6 +457,36 @@ def multipart_boundary(content_type: str) -> bytes:
     return boundary
 
 
+# `filename*=charset'lang'percent-encoded` (RFC 8187), which python-multipart does not read.
+_FILENAME_STAR = re.compile(rb"""(?:^|;)\s*filename\*\s*=\s*"?([^;"]*)"?""", re.IGNORECASE)
+# What browsers and curl (7.81+) escape in a multipart file name (the HTML form encoding).
+_HTML_ESCAPES = re.compile(r"%(22|0d|0a)", re.IGNORECASE)
+
+
+def part_filename(content_disposition: bytes) -> str | None:
+    """The file name a multipart part's `Content-Disposition` gives, as the client meant it.
+
+    Browsers and curl send `filename="say %22hi%22.txt"` for `say "hi".txt` (the HTML form
+    encoding of `"`, CR and LF); a few clients send only an RFC 8187 `filename*`. None (or "")
+    for a part that is not a file.
+    """
+    star = _FILENAME_STAR.search(content_disposition)
+    if star is not None:
+        charset, _, rest = star.group(1).partition(b"'")
+        _, _, encoded = rest.partition(b"'")
+        codec = "latin-1" if charset.strip().lower() in (b"iso-8859-1", b"latin-1") else "utf-8"
+        name = unquote_to_bytes(encoded).decode(codec, "replace")
+        if name:
+            return name
+    _, params = parse_options_header(content_disposition)
+    filename = params.get(b"filename")
+    if filename is None:
+        return None
+    # Clients send UTF-8 names.
+    text = filename.decode("utf-8", "replace")
+    return _HTML_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), text)
+
+
 class _MultipartSink:
     """python-multipart callbacks: part headers name the file, part data goes to disk."""
 
@@ -483,13 +515,11 @@ class _MultipartSink:
         self.value.clear()
 
     def on_headers_finished(self) -> None:
-        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
-        filename = params.get(b"filename")
-        if not filename:
+        name = part_filename(self.headers.get(b"content-disposition", b""))
+        if not name:
             # A plain form field, or a file input left empty (`filename=""`).
             return
-        # Clients send UTF-8 names; a slash keeps a folder structure (`dir/sub/file.txt`).
-        name = filename.decode("utf-8", "replace")
+        # A slash keeps a folder structure (`dir/sub/file.txt`).
         self.upload.open(name.split("/"), name)
         self.writing = True
 

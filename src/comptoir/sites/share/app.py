@@ -3,7 +3,8 @@
 - `GET /<token>/`: browsers (`Accept: text/html`) get the landing page, JSON clients a description;
   any other client gets the content itself: the file of a one-file share, else the archive;
 - `GET /<token>/f/<name>`: a shared file; `/<token>/f/<folder>/…` a shared folder's listing, or a
-  file inside it (resolved by http/paths.py with the folder as root);
+  file inside it (resolved by http/paths.py with the folder as root); a folder's URL gives curl
+  and wget (and `?archive` anyone) that folder alone as an archive, counted on its own;
 - `GET /<token>/archive.<ext>`: everything shared, as one archive (not for a one-file share).
 
 Anything else, a wrong token included, is the same plain 404 as an unknown path. Every answer
@@ -50,11 +51,14 @@ from comptoir.sites.share.archive import (
     make_archive,
 )
 from comptoir.sites.share.items import (
+    Member,
     SharedItem,
     file_unit,
     folder_totals,
+    folder_unit,
     shared_items,
     walk,
+    walk_folder,
 )
 from comptoir.sites.share.limits import (
     EXPIRED,
@@ -316,6 +320,13 @@ class ShareSite:
             if not resolved.trailing_slash:
                 await self._redirect(scope, send, self._folder_url(item, resolved.parts))
                 return
+            # Like the share's own URL: people get the listing, curl and wget the content (the
+            # folder as an archive); `?archive` asks for the archive from a page's button.
+            if _asks_archive(scope) or not (_wants_html(scope) or wants_json(scope)):
+                await self._folder_archive(
+                    scope, receive, send, item, resolved.path, resolved.parts
+                )
+                return
             await self._listing(scope, send, item, resolved.path, resolved.parts)
             return
         if resolved.trailing_slash or not resolved.parts:
@@ -445,7 +456,45 @@ class ShareSite:
 
     async def _archive(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Download everything as one archive."""
-        archive = await self._make_archive()
+        await self._send_members(
+            scope, receive, send, lambda: list(walk(self.items)), ARCHIVE_UNIT, self.archive_name
+        )
+
+    async def _folder_archive(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        item: SharedItem,
+        folder: str,
+        parts: tuple[str, ...],
+    ) -> None:
+        """Download one folder of the share (a shared folder, or one inside it) as an archive."""
+        if not parts and len(self.items) == 1:
+            # The one shared folder: that is the share's archive, counted as such.
+            await self._archive(scope, receive, send)
+            return
+        name = parts[-1] if parts else item.name
+        await self._send_members(
+            scope,
+            receive,
+            send,
+            lambda: list(walk_folder(item, folder, name)),
+            folder_unit(item, folder),
+            name + EXTENSIONS[self.options.archive],
+        )
+
+    async def _send_members(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        members: Callable[[], list[Member]],
+        unit: str,
+        filename: str,
+    ) -> None:
+        """Download `members` as one archive called `filename`, counted under `unit`."""
+        archive = await self._make_archive(members)
         headers = request_headers(scope)
         completes = completes_download(
             scope["method"],
@@ -457,23 +506,23 @@ class ShareSite:
         )
 
         async def respond(send: Send) -> None:
-            await self._send_archive(scope, send, archive, headers)
+            await self._send_archive(scope, send, archive, headers, filename)
 
         await self._download(
             scope,
             receive,
             send,
-            unit=ARCHIVE_UNIT,
-            label=self.archive_name,
+            unit=unit,
+            label=filename,
             completes=completes,
             respond=respond,
         )
 
-    async def _make_archive(self) -> Archive:
+    async def _make_archive(self, members: Callable[[], list[Member]]) -> Archive:
         fmt, compress = self.options.archive, self.options.compress
 
         def make() -> Archive:
-            return make_archive(fmt, list(walk(self.items)), compress=compress)
+            return make_archive(fmt, members(), compress=compress)
 
         try:
             return await asyncio.to_thread(make)
@@ -482,14 +531,14 @@ class ShareSite:
             raise HTTPError(503, "The shared files are changing; try again", retry) from None
 
     async def _send_archive(
-        self, scope: Scope, send: Send, archive: Archive, hdrs: dict[str, str]
+        self, scope: Scope, send: Send, archive: Archive, hdrs: dict[str, str], filename: str
     ) -> None:
         """The archive's answer: conditionals, one Range (exact bytes), or all of it."""
         method = scope["method"]
         etag, size = archive.etag, archive.size
         headers = [
             (b"content-type", archive.content_type.encode()),
-            (b"content-disposition", content_disposition(self.archive_name).encode()),
+            (b"content-disposition", content_disposition(filename).encode()),
             (b"cache-control", NO_STORE.encode()),
             (b"x-content-type-options", b"nosniff"),
         ]
@@ -569,6 +618,7 @@ class ShareSite:
             try:
                 if item.is_dir:
                     entry["files"], entry["size"] = folder_totals(item)
+                    entry["archive_url"] = self._item_url(item) + "?archive"
                 else:
                     entry["size"] = os.stat(item.path).st_size
                     entry["content_type"] = content_type(item.path)
@@ -679,6 +729,9 @@ class ShareSite:
             left=left,
             archive_url=self.base_url + self.archive_path[1:],
             archive_name=display_name(self.archive_name),
+            # The archive of this folder alone, unless it is the share's whole archive.
+            folder_archive_url=base + "?archive" if parts or len(self.items) > 1 else None,
+            folder_archive_name=display_name(names[-1] + EXTENSIONS[self.options.archive]),
         ).encode()
         await _send(send, 200, body, b"text/html; charset=utf-8", head=_is_head(scope), vary=True)
 
@@ -693,6 +746,9 @@ class ShareSite:
         return f"{scope.get('scheme', 'http')}://{host}{self.base_url}"
 
     async def _redirect(self, scope: Scope, send: Send, location: str) -> None:
+        if scope.get("query_string"):
+            # `f/folder?archive` must stay a request for the archive once at `f/folder/`.
+            location += "?" + scope["query_string"].decode("latin-1")
         headers = [(b"location", location.encode("latin-1"))]
         body = b"Moved Permanently\n"
         await _send(
@@ -770,6 +826,12 @@ def _duration_text(seconds: float | None) -> str:
     if s >= 60:
         return f"{s // 60} min"
     return f"{s} s"
+
+
+def _asks_archive(scope: Scope) -> bool:
+    """`?archive` on a folder's URL: its archive, whatever the client accepts."""
+    query = scope.get("query_string", b"").split(b"&")
+    return any(q == b"archive" or q.startswith(b"archive=") for q in query)
 
 
 def _wants_html(scope: Scope) -> bool:

@@ -90,6 +90,26 @@ def walk(items: list[SharedItem]) -> Iterator[Member]:
             yield _member(item.name, item.path, st, item.unit)
 
 
+def walk_folder(item: SharedItem, folder: str, name: str) -> Iterator[Member]:
+    """The members of one folder inside a shared folder, as its own archive stores them.
+
+    `folder` is the real path of a folder reached inside `item` (http/paths.py said so), `name`
+    what the archive calls it; the same rules as `walk` apply (no dotfiles, no way out of `item`).
+    """
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        yield _member(name + "/", folder, st, "")
+        yield from _walk_folder(item, folder, name + "/", {folder})
+
+
+def folder_unit(item: SharedItem, real: str) -> str:
+    """The count key of the archive of one folder inside a shared folder (by its real path)."""
+    return f"d/{item.name}/{os.path.relpath(real, item.path)}"
+
+
 def _walk_folder(item: SharedItem, folder: str, prefix: str, visited: set[str]) -> Iterator[Member]:
     try:
         with os.scandir(folder) as it:

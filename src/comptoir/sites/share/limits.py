@@ -17,6 +17,11 @@ Slots live in the state store shared by the worker processes and are taken with 
 concurrent downloads race correctly for the last one: with `--count 1`, of five simultaneous
 downloads exactly one gets the file and the others `410 Gone`. A slot is "in flight + completed";
 once all are used, the file answers 410 until a cut transfer gives one back.
+
+Known limit: a slot is given back by the worker serving the transfer. A worker process that dies
+in the middle of one (killed, crashed) gives nothing back, so that download stays "in flight"
+until the server restarts: with `--once`, the link then answers 410 without the share being over.
+Telling a dead worker's slots from live ones would need per-process leases in the store.
 """
 
 from __future__ import annotations
