@@ -23,6 +23,9 @@ from comptoir.security.passwords import (
     resolve_password,
     verify_password,
 )
+from comptoir.sites.echo import EchoOptions
+from comptoir.sites.receive import ReceiveOptions
+from comptoir.sites.share import ShareOptions
 from comptoir.sites.static import StaticOptions
 from comptoir.state import StateStore
 from comptoir.types import Message, Receive, Scope, Send
@@ -510,6 +513,51 @@ async def test_build_app_protects_every_site_with_the_password(tmp_path: Path) -
         assert (await c.get("/a.txt")).text == "a"
 
 
+@pytest.mark.parametrize("kind", ["share", "receive"])
+async def test_password_is_a_second_factor_on_real_share_and_receive_links(
+    tmp_path: Path, kind: str
+) -> None:
+    (tmp_path / "f.txt").write_text("shared\n")
+    options: Any = (
+        ShareOptions(paths=(tmp_path / "f.txt",), token=TOKEN)
+        if kind == "share"
+        else ReceiveOptions(root=tmp_path, token=TOKEN)
+    )
+    app = build_app(make_config(kind, options, password_hash=HASH))
+    async with client(app) as c:
+        html = {"Accept": "text/html"}
+        right = await c.get(f"/{TOKEN}/", headers=html)
+        wrong = await c.get("/WrongToken00000000000/", headers=html)
+        # Before the password, the right link and a wrong one get the same answer.
+        assert right.status_code == wrong.status_code == 303
+        assert right.headers["location"] == f"/.comptoir/login?next=/{TOKEN}/"
+        assert (await c.get(f"/{TOKEN}/")).status_code == 401
+        # The password alone opens nothing: the link is still needed.
+        await login(c, next_url=f"/{TOKEN}/")
+        assert (await c.get("/WrongToken00000000000/", headers=html)).status_code == 404
+        page = await c.get(f"/{TOKEN}/", headers=html)
+        assert page.status_code == 200
+        # Both factors with Basic too (scripts).
+        c.cookies.clear()
+        assert (await c.get("/WrongToken00000000000/", auth=("", "secret"))).status_code == 404
+        assert (await c.get(f"/{TOKEN}/", auth=("", "wrong"))).status_code == 401
+
+
+async def test_echo_form_posts_with_its_csrf_token_under_a_password() -> None:
+    app = build_app(make_config("echo", EchoOptions(), password_hash=HASH))
+    async with client(app) as c:
+        await login(c, next_url="/forms/post")
+        form = await c.get("/forms/post")
+        token = form_token(form.text)
+        # The hidden field comes first, as the gate requires.
+        assert form.text.index('name="csrf_token"') < form.text.index('name="custname"')
+        r = await c.post("/post", data={"csrf_token": token, "custname": "Ana"})
+        assert r.status_code == 200
+        assert r.json()["form"] == {"csrf_token": token, "custname": "Ana"}
+        r = await c.post("/post", data={"custname": "Ana"})
+        assert r.status_code == 403
+
+
 # --- theme and headers -------------------------------------------------------------------------
 
 
@@ -567,6 +615,9 @@ async def test_csp_only_on_pages_comptoir_renders(tmp_path: Path) -> None:
         assert own.text.startswith("<script>")
         assert "content-security-policy" not in own.headers
         assert own.headers["x-content-type-options"] == "nosniff"
+        # Still no path (a share's token) in the Referer other sites get from a user's page.
+        assert own.headers["referrer-policy"] == "strict-origin-when-cross-origin"
+        assert "referrer-policy" not in (await c.get("/a.txt")).headers
         assert "content-security-policy" not in (await c.get("/a.txt")).headers
         assert "strict-transport-security" not in listing.headers
 

@@ -18,6 +18,8 @@ import brotli
 import httpx
 import pytest
 from click.testing import CliRunner
+from hypothesis import given
+from hypothesis import strategies as st
 
 from comptoir.app import build_app
 from comptoir.cli import cli
@@ -25,6 +27,7 @@ from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.settings import options_from_mapping
 from comptoir.sites.echo import EchoOptions
 from comptoir.sites.echo.digest import parse_credentials
+from comptoir.sites.echo.responses import pretty_json
 from comptoir.types import ASGIApp
 from tests.conftest import make_config
 
@@ -653,3 +656,19 @@ def test_cli_echo_help_lists_the_options() -> None:
         "--port",
     ):
         assert flag in result.output
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.text(), inner, max_size=4)
+        | st.dictionaries(st.integers(), inner, min_size=1, max_size=2)
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_pretty_json_writes_what_json_dumps_writes(value: Any) -> None:
+    assert pretty_json(value) == json.dumps(value, indent=2, sort_keys=True)

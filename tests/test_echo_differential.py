@@ -367,6 +367,7 @@ async def test_conditional_cache_as_httpbin(httpbin: httpx.Client, echo: httpx.A
         "/links/5/2",
         "/links/1/0",
         "/robots.txt",
+        "/xml",
         "/base64/SFRUUEJJTiBpcyBhd2Vzb21l",
         "/base64/w6nDqA==",
     ],

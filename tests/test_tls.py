@@ -12,6 +12,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -443,6 +444,45 @@ async def test_redirect_service_answers_on_a_real_socket() -> None:
         await service.stop()
 
 
+async def test_redirect_of_a_large_post_is_not_a_reset() -> None:
+    """The body the redirect does not need is drained: the client sees the 308, not a reset."""
+    service = RedirectToHTTPS("127.0.0.1", 0, 8443)
+    [address] = await service.start()
+    try:
+        async with httpx.AsyncClient() as c:
+            r = await c.post(address + "/up?x=1", content=b"x" * 4_000_000)
+        assert r.status_code == 308
+        assert r.headers["location"] == "https://127.0.0.1:8443/up?x=1"
+    finally:
+        await service.stop()
+
+
+async def test_redirect_listener_limits_connections_and_idle_clients(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from comptoir.security import redirect
+
+    monkeypatch.setattr(redirect, "READ_TIMEOUT", 0.3)
+    service = RedirectToHTTPS("127.0.0.1", 0, 8443, max_connections=2)
+    [address] = await service.start()
+    port = int(address.rsplit(":", 1)[1])
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.05)
+        # A third client while two are open: closed at once, without an answer.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 1) == b""
+        writer.close()
+        # The silent ones are dropped after READ_TIMEOUT, making room again.
+        for r, w in silent:
+            assert await asyncio.wait_for(r.read(), 2) == b""
+            w.close()
+        async with httpx.AsyncClient() as c:
+            assert (await c.get(address + "/")).status_code == 308
+    finally:
+        await service.stop()
+
+
 # --- trust stores (temporary folders only: never this machine's stores) ------------------------
 
 
@@ -507,6 +547,9 @@ def test_install_says_plainly_what_failed(ca: LocalCA, tmp_path: Path) -> None:
     assert "`false` failed" in outcome.message
     [unknown] = truststore.install(ca, None, [])
     assert not unknown.ok and str(ca.cert_path) in unknown.message
+    mac = truststore.unknown_store_advice(ca, "darwin")
+    assert "macOS keychain is not supported" in mac and str(ca.cert_path) in mac
+    assert "Trusted Root" in truststore.unknown_store_advice(ca, "win32")
     need_tool("certutil")
     [_, nss] = truststore.install(ca, store, [tmp_path / "not-a-db"])
     assert not nss.ok and "certutil failed" in nss.message

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import select
+import signal
 import ssl
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
 
-from tests.conftest import live_server, need_tool
+from tests.conftest import comptoir_cmd, live_server, need_tool, wait_until_serving
 
 
 def test_curl_basic_auth(tmp_path: Path) -> None:
@@ -45,6 +50,91 @@ def test_password_file(tmp_path: Path) -> None:
     with live_server("serve", str(tmp_path), "--password-file", str(tmp_path / "pw")) as srv:
         assert httpx.get(srv.url + "a.txt").status_code == 401
         assert httpx.get(srv.url + "a.txt", auth=("x", "from a file")).text == "a\n"
+
+
+# The child makes the pty its controlling terminal, as a shell would: getpass reads /dev/tty.
+_WITH_TERMINAL = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); " + (
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+)
+
+
+def _read_until(fd: int, pattern: bytes, seen: bytearray, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not re.search(pattern, bytes(seen)):
+        left = deadline - time.monotonic()
+        assert left > 0, f"waited for {pattern!r}, got {bytes(seen)!r}"
+        if select.select([fd], [], [], left)[0]:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:  # the child closed the terminal
+                break
+
+
+def _on_a_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
+    """Start comptoir with a new pty as its terminal; return it and the pty's controlling end."""
+    controller, terminal = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _WITH_TERMINAL, *comptoir_cmd(*args)[1:]],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        start_new_session=True,
+    )
+    os.close(terminal)
+    return proc, controller
+
+
+def _stop(proc: subprocess.Popen[bytes], controller: int) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    os.close(controller)
+
+
+def test_password_prompt_is_hidden_and_asked_twice(tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("a\n")
+    proc, controller = _on_a_terminal(
+        "serve", str(tmp_path), "--password", "--host", "127.0.0.1", "--port", "0", "--quiet"
+    )
+    seen = bytearray()
+    try:
+        _read_until(controller, rb"Password: ", seen)
+        os.write(controller, b"typed twice\n")
+        _read_until(controller, rb"Repeat for confirmation: ", seen)
+        os.write(controller, b"typed twice\n")
+        _read_until(controller, rb"http://127\.0\.0\.1:\d+/", seen)
+        url = re.findall(rb"http://127\.0\.0\.1:\d+/", bytes(seen))[0].decode()
+        wait_until_serving(url)
+        # Nothing typed was shown: the terminal's echo was off while it was read.
+        assert b"typed" not in bytes(seen)
+        assert httpx.get(url + "a.txt").status_code == 401
+        assert httpx.get(url + "a.txt", auth=("", "typed twice")).text == "a\n"
+    finally:
+        _stop(proc, controller)
+
+
+def test_password_prompt_mismatch_asks_again_and_ctrl_c_exits(tmp_path: Path) -> None:
+    proc, controller = _on_a_terminal(
+        "serve", str(tmp_path), "--password", "--host", "127.0.0.1", "--port", "0", "--quiet"
+    )
+    seen = bytearray()
+    try:
+        _read_until(controller, rb"Password: ", seen)
+        os.write(controller, b"one\n")
+        _read_until(controller, rb"Repeat for confirmation: ", seen)
+        os.write(controller, b"two\n")
+        _read_until(controller, rb"do not match", seen)
+        _read_until(controller, rb"Password: $", seen)
+        # Ctrl-C at the prompt: no traceback, exit code 130.
+        os.write(controller, b"\x03")
+        assert proc.wait(20) == 130
+        assert b"Traceback" not in bytes(seen)
+    finally:
+        _stop(proc, controller)
 
 
 def test_sessions_and_login_limit_hold_across_two_workers_under_tls(tmp_path: Path) -> None:

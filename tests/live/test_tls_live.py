@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import ipaddress
+import os
+import signal
 import ssl
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.hazmat.primitives import serialization
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
-from tests.conftest import LiveServer, live_server, need_tool
+from tests.conftest import LiveServer, comptoir_cmd, live_server, need_tool, read_urls
 from tests.test_tls import make_user_cert, new_key, write_key
 
 
@@ -193,9 +201,78 @@ def test_a_users_certificate_with_hsts(
         assert "strict-transport-security" not in by_address
 
 
-def test_an_encrypted_key_without_its_password_is_one_line_exit_2(tmp_path: Path) -> None:
-    from tests.conftest import comptoir_cmd
+def _issue(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool,
+    sans: list[x509.GeneralName] | None = None,
+) -> x509.Certificate:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    issuer_name, issuer_key = issuer or (name, key)
+    now = dt.datetime.now(dt.UTC)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256())
 
+
+def test_a_users_full_chain_reaches_a_client_that_trusts_only_the_root(tmp_path: Path) -> None:
+    """Like Let's Encrypt's fullchain.pem: leaf + intermediate; clients know only the root."""
+    openssl = need_tool("openssl")
+    root_key, inter_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root = _issue("test root", root_key, None, ca=True)
+    inter = _issue("test intermediate", inter_key, (root.subject, root_key), ca=True)
+    sans: list[x509.GeneralName] = [
+        x509.DNSName("example.test"),
+        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+    ]
+    leaf = _issue("example.test", leaf_key, (inter.subject, inter_key), ca=False, sans=sans)
+    pem = serialization.Encoding.PEM
+    (tmp_path / "fullchain.pem").write_bytes(leaf.public_bytes(pem) + inter.public_bytes(pem))
+    write_key(tmp_path / "privkey.pem", leaf_key, "traditional", None)
+    (tmp_path / "root.pem").write_bytes(root.public_bytes(pem))
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "a.txt").write_text("chained\n")
+    args = ["--cert", str(tmp_path / "fullchain.pem"), "--key", str(tmp_path / "privkey.pem")]
+    with live_server("serve", str(site), *args) as srv:
+        context = ssl.create_default_context(cafile=str(tmp_path / "root.pem"))
+        r = httpx.get(srv.url + "a.txt", verify=context)
+        assert r.status_code == 200 and r.text == "chained\n"
+        port = srv.url.rstrip("/").rsplit(":", 1)[1]
+        root_file = str(tmp_path / "root.pem")
+        shown = subprocess.run(
+            [
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-showcerts",
+                "-CAfile",
+                root_file,
+            ],
+            input="",
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+        # The server sends the intermediate with its leaf.
+        assert shown.count("-----BEGIN CERTIFICATE-----") == 2
+        assert "Verify return code: 0 (ok)" in shown
+
+
+def test_an_encrypted_key_without_its_password_is_one_line_exit_2(tmp_path: Path) -> None:
     key = new_key("ec")
     chain, _, _ = make_user_cert(tmp_path, key)
     write_key(tmp_path / "key.pem", key, "pkcs8-encrypted", "pw")
@@ -217,3 +294,65 @@ def test_an_encrypted_key_without_its_password_is_one_line_exit_2(tmp_path: Path
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1
     assert "is encrypted: give --key-password or COMPTOIR_KEY_PASSWORD" in proc.stderr
+
+
+def test_sites_toml_server_table_gives_https_password_and_redirect(tmp_path: Path) -> None:
+    """`[server]` of a sites.toml turns on the same TLS and password as the flags do."""
+    curl = need_tool("curl")
+    (tmp_path / "blog").mkdir()
+    (tmp_path / "blog" / "a.txt").write_text("blog\n")
+    (tmp_path / "pw").write_text("from the file\n")
+    (tmp_path / "sites.toml").write_text(
+        '[server]\ntls = true\npassword-file = "pw"\nredirect-http = 0\n\n'
+        '[[site]]\nname = "blog"\nhosts = ["blog.test"]\nkind = "static"\nroot = "blog"\n'
+    )
+    data = tmp_path / "data"
+    args = ["run", str(tmp_path / "sites.toml"), "--host", "127.0.0.1", "--port", "0", "--quiet"]
+    proc = subprocess.Popen(
+        comptoir_cmd(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COMPTOIR_DATA_DIR": str(data)},
+    )
+    try:
+        https_url, redirect_url = read_urls(proc, 2, 20)
+        port = int(https_url.rstrip("/").rsplit(":", 1)[1])
+        assert https_url == f"https://blog.test:{port}/"
+
+        def fetch(*extra: str) -> str:
+            # Only the local CA is trusted: the leaf must name the site's host.
+            resolve = ["--resolve", f"blog.test:{port}:127.0.0.1", https_url + "a.txt"]
+            return subprocess.run(
+                [
+                    curl,
+                    "-sS",
+                    "--cacert",
+                    str(data / "ca.pem"),
+                    "-w",
+                    " %{http_code}",
+                    *extra,
+                    *resolve,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            ).stdout
+
+        deadline = time.monotonic() + 20
+        while (status := fetch("-o", "/dev/null")) == " 000" and time.monotonic() < deadline:
+            time.sleep(0.1)  # the workers start after the URLs are printed
+        assert status == " 401"
+        assert fetch("-u", "any:from the file") == "blog\n 200"
+        r = httpx.get(redirect_url + "/a.txt", headers={"Host": "blog.test"})
+        assert r.status_code == 308
+        assert r.headers["location"] == f"https://blog.test:{port}/a.txt"
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()

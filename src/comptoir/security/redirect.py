@@ -16,6 +16,14 @@ from comptoir.hosts import normalize_host
 # A request head larger than this is not a browser following a link.
 MAX_HEAD = 16 * 1024
 READ_TIMEOUT = 10.0
+# After the answer, what the client still sends (a POST's body) is read and dropped for a while:
+# closing with unread bytes would make the kernel reset the connection, and a client busy
+# sending its body would see the reset instead of the 308.
+LINGER_TIMEOUT = 2.0
+LINGER_BYTES = 16 * 1024 * 1024
+# Plain-HTTP clients at once; more are closed at once (each holds a file descriptor for at most
+# READ_TIMEOUT + LINGER_TIMEOUT seconds).
+MAX_CONNECTIONS = 512
 
 
 def https_location(host_header: str, target: str, https_port: int) -> str | None:
@@ -68,10 +76,13 @@ class RedirectToHTTPS:
 
     name = "redirect to HTTPS"
 
-    def __init__(self, host: str, port: int, https_port: int) -> None:
+    def __init__(
+        self, host: str, port: int, https_port: int, max_connections: int = MAX_CONNECTIONS
+    ) -> None:
         self.host = host
         self.port = port
         self.https_port = https_port
+        self.max_connections = max_connections
         self.server: asyncio.Server | None = None
         self.writers: set[asyncio.StreamWriter] = set()
 
@@ -94,6 +105,9 @@ class RedirectToHTTPS:
                 await asyncio.wait_for(self.server.wait_closed(), 2)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if len(self.writers) >= self.max_connections:
+            writer.close()
+            return
         self.writers.add(writer)
         try:
             try:
@@ -106,6 +120,19 @@ class RedirectToHTTPS:
                 writer.write(redirect_answer(head, self.https_port))
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
+                await asyncio.wait_for(_linger(reader, writer), LINGER_TIMEOUT)
         finally:
             self.writers.discard(writer)
             writer.close()
+
+
+async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Say we are done, then drop what the client still sends until it closes (or too much)."""
+    if writer.can_write_eof():
+        writer.write_eof()
+    dropped = 0
+    while dropped <= LINGER_BYTES:
+        chunk = await reader.read(64 * 1024)
+        if not chunk:
+            return
+        dropped += len(chunk)

@@ -203,6 +203,21 @@ def _nss_missing_tool(dbs: list[Path]) -> Outcome:
     )
 
 
+def unknown_store_advice(ca: LocalCA, platform: str = sys.platform) -> str:
+    """What to do by hand where comptoir cannot reach the system's store of roots."""
+    if platform == "darwin":
+        return (
+            f"the macOS keychain is not supported yet; open {ca.cert_path} in Keychain Access,"
+            " add it to the System keychain and set it to Always Trust"
+        )
+    if platform == "win32":
+        return (
+            f"the Windows store is not supported yet; import {ca.cert_path} into"
+            " Trusted Root Certification Authorities (certmgr.msc)"
+        )
+    return f"don't know this system's store; import {ca.cert_path} by hand"
+
+
 def install(
     ca: LocalCA,
     store: SystemStore | None,
@@ -212,13 +227,7 @@ def install(
     """Add the CA to the system store and to each NSS database; one Outcome per place."""
     out = []
     if store is None:
-        out.append(
-            Outcome(
-                "system store",
-                False,
-                f"don't know this system's store; import {ca.cert_path} by hand",
-            )
-        )
+        out.append(Outcome("system store", False, unknown_store_advice(ca)))
     else:
         out.append(_install_system(ca, store, run))
     if nss_dbs and not shutil.which("certutil"):

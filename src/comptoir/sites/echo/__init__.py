@@ -81,7 +81,7 @@ class EchoOptions:
         default_text="10s",
     )
     max_connections: int = setting(
-        1000,
+        10_000,
         "Most TCP echo clients at once; others are accepted and closed at once.",
         minimum=1,
     )

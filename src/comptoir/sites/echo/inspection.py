@@ -53,6 +53,7 @@ _ALWAYS_SAFE = frozenset(
 _PATH_SAFE = _ALWAYS_SAFE | frozenset(b"/:")
 _QUERY_SAFE = _ALWAYS_SAFE | frozenset(b":&%=+$!*'(),")
 _HEX = frozenset(b"0123456789abcdefABCDEF")
+_SAFE_BYTES = {safe: bytes(sorted(safe)) for safe in (_PATH_SAFE, _QUERY_SAFE)}
 
 
 def json_safe(data: bytes, content_type: str = "application/octet-stream") -> str:
@@ -210,11 +211,16 @@ def request_url(conn: HTTPConnection) -> str:
 
 
 def _quote(data: bytes, safe: frozenset[int]) -> str:
+    # Most URLs need no quoting: find that out at C speed (translate deletes every safe byte).
+    if not data.translate(None, _SAFE_BYTES[safe]):
+        return data.decode("ascii")
     return "".join(chr(b) if b in safe else f"%{b:02X}" for b in data)
 
 
 def _to_iri(uri: str) -> str:
     """Undo the percent-encoding of non-ASCII UTF-8 and unreserved characters (uri_to_iri)."""
+    if "%" not in uri:
+        return uri
     pieces = uri.encode("ascii").split(b"%")
     out = bytearray(pieces[0])
     for piece in pieces[1:]:

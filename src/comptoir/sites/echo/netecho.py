@@ -1,13 +1,18 @@
 """RFC 862 echo over TCP and UDP, run by the main process as services (services.py).
 
 TCP: every byte a client sends comes back until it closes. Each connection is an asyncio
-Protocol rather than a stream pair, so memory stays bounded whatever a client does:
+BufferedProtocol rather than a stream pair, so memory stays bounded whatever a client does:
+- reads go into one buffer of `READ_SIZE` bytes shared by every connection (asyncio's default
+  would allocate up to 256 KiB per read);
 - a client that sends without reading fills our write buffer; past `HIGH_WATER` bytes we stop
   reading from it (the kernel's buffers then push back on the sender), and if it still has not
-  read after `stall_timeout` seconds it is disconnected;
+  read after `stall_timeout` seconds it is disconnected. A client thus costs at most
+  `HIGH_WATER + READ_SIZE` bytes of echo held for it;
 - a client silent for `idle_timeout` seconds is disconnected;
 - beyond `max_connections` clients, a new connection is accepted and closed at once (the client
-  sees an immediate end of stream instead of hanging in the listen backlog).
+  sees an immediate end of stream instead of hanging in the listen backlog). The open-files limit
+  is raised at start to fit them, as Go programs (Caddy) do; where the hard limit is lower, the
+  service holds as many as it allows and says so once.
 
 UDP: each datagram is answered with itself; when the socket cannot send as fast as datagrams
 arrive, the excess is dropped rather than queued (UDP promises no delivery anyway).
@@ -23,10 +28,15 @@ from typing import Any, cast
 from comptoir.config import ALL_INTERFACES
 from comptoir.errors import ConfigError
 from comptoir.netinfo import primary_address
+from comptoir.terminal import write_line
 
 # Echoed bytes we hold for one TCP client before we stop reading from it. One read may add up to
-# asyncio's read size (256 KiB) past this mark, so a connection costs at most about 320 KiB.
-HIGH_WATER = 64 * 1024
+# READ_SIZE past this mark, so a connection costs at most HIGH_WATER + READ_SIZE (48 KiB).
+HIGH_WATER = 32 * 1024
+READ_SIZE = 16 * 1024
+# File descriptors left for everything else the main process opens (listeners, the redirect
+# service's clients, pipes to the workers) when the open-files limit caps the echo clients.
+FD_RESERVE = 64
 # Bytes of UDP replies we hold when the socket is full; datagrams beyond are dropped.
 UDP_BUFFER = 256 * 1024
 
@@ -78,6 +88,32 @@ def _wildcard_address(port: int) -> tuple[socket.AddressFamily, tuple[Any, ...]]
     return socket.AF_INET, ("0.0.0.0", port)
 
 
+def connection_capacity(wanted: int) -> int:
+    """How many TCP clients this process can hold, at most `wanted`.
+
+    Each client is a file descriptor. The soft open-files limit (often 1024) is raised toward
+    `wanted` as far as the hard limit allows, like Go's runtime does for Caddy; what remains
+    below `wanted` is the real capacity.
+    """
+    try:
+        import resource
+    except ImportError:  # not a Unix: no limit to raise here
+        return wanted
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FD_RESERVE
+    infinite = resource.RLIM_INFINITY
+    if soft != infinite and soft < needed:
+        target = needed if hard == infinite else min(hard, needed)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    if soft == infinite:
+        return wanted
+    return max(1, min(wanted, soft - FD_RESERVE))
+
+
 def shown_address(scheme: str, host: str, sock: socket.socket) -> str:
     """The address to print for a listener, e.g. `tcp://127.0.0.1:7`."""
     port = sock.getsockname()[1]
@@ -99,7 +135,7 @@ class TCPEcho:
         *,
         idle_timeout: float = 60.0,
         stall_timeout: float = 10.0,
-        max_connections: int = 1000,
+        max_connections: int = 10_000,
         high_water: int = HIGH_WATER,
     ) -> None:
         self.host = host
@@ -107,13 +143,24 @@ class TCPEcho:
         self.idle_timeout = idle_timeout
         self.stall_timeout = stall_timeout
         self.max_connections = max_connections
+        # Lowered at start when the open-files limit cannot hold max_connections.
+        self.capacity = max_connections
         self.high_water = high_water
         self.connections: set[TCPEchoConnection] = set()
         self.refused = 0
         self.server: asyncio.Server | None = None
+        # Every connection reads into this one buffer: get_buffer and buffer_updated run back to
+        # back in one callback of the event loop, and the bytes are copied out before it returns.
+        self.read_buffer = bytearray(READ_SIZE)
 
     async def start(self) -> list[str]:
         """Bind and start serving; return the address to show."""
+        self.capacity = connection_capacity(self.max_connections)
+        if self.capacity < self.max_connections:
+            write_line(
+                f"comptoir: warning: tcp echo: the open-files limit allows {self.capacity}"
+                f" clients, not --max-connections {self.max_connections} (raise `ulimit -n`)"
+            )
         sock = bind_listener(self.host, self.port, socket.SOCK_STREAM)
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
@@ -137,7 +184,7 @@ class TCPEcho:
         self.server = None
 
 
-class TCPEchoConnection(asyncio.Protocol):
+class TCPEchoConnection(asyncio.BufferedProtocol):
     """One TCP echo client."""
 
     def __init__(self, service: TCPEcho) -> None:
@@ -153,7 +200,7 @@ class TCPEchoConnection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         service = self.service
-        if len(service.connections) >= service.max_connections:
+        if len(service.connections) >= service.capacity:
             service.refused += 1
             transport.close()
             return
@@ -161,11 +208,16 @@ class TCPEchoConnection(asyncio.Protocol):
         transport.set_write_buffer_limits(high=service.high_water, low=service.high_water // 4)
         self.idle_timer = self.loop.call_later(service.idle_timeout, self._check_idle)
 
-    def data_received(self, data: bytes) -> None:
-        """Send the bytes straight back."""
+    def get_buffer(self, sizehint: int) -> bytearray:
+        """Where the next read goes: the service's shared buffer."""
+        return self.service.read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        """Send the bytes just read straight back."""
         assert self.transport is not None
         self.last_activity = self.loop.time()
-        self.transport.write(data)
+        # A copy: the transport may keep what it cannot send at once, and the buffer is reused.
+        self.transport.write(bytes(memoryview(self.service.read_buffer)[:nbytes]))
 
     def eof_received(self) -> bool:
         """The client is done sending: close once its echo has been written."""

@@ -20,9 +20,53 @@ HTML = "text/html; charset=utf-8"
 ACCEPTED_IMAGES = ("image/webp", "image/svg+xml", "image/jpeg", "image/png", "image/*")
 
 
+# C-accelerated: a string as a JSON literal, non-ASCII escaped (json.dumps's ensure_ascii).
+_json_string = json.encoder.encode_basestring_ascii
+
+
+class _NotPlain(Exception):
+    """A value pretty_json leaves to the json module (a dict with keys that are not strings)."""
+
+
+def _pretty(obj: Any, indent: str) -> str:
+    if isinstance(obj, str):
+        return _json_string(obj)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        inner = indent + "  "
+        if not all(isinstance(k, str) for k in obj):
+            raise _NotPlain
+        items = sorted(obj.items())
+        return (
+            "{\n"
+            + ",\n".join(f"{inner}{_json_string(k)}: {_pretty(v, inner)}" for k, v in items)
+            + f"\n{indent}}}"
+        )
+    if isinstance(obj, list | tuple):
+        if not obj:
+            return "[]"
+        inner = indent + "  "
+        return "[\n" + ",\n".join(inner + _pretty(v, inner) for v in obj) + f"\n{indent}]"
+    # Numbers, booleans, None: exactly as the json module writes them.
+    return json.dumps(obj)
+
+
+def pretty_json(obj: Any) -> str:
+    """`json.dumps(obj, indent=2, sort_keys=True)`, byte for byte, several times faster.
+
+    With an indent the json module encodes in pure Python; httpbin's answers are small trees of
+    strings, which this writes with the C string encoder.
+    """
+    try:
+        return _pretty(obj, "")
+    except _NotPlain:
+        return json.dumps(obj, indent=2, sort_keys=True)
+
+
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A JSON answer formatted as httpbin's (2-space indent, sorted keys, ASCII, final newline)."""
-    body = json.dumps(obj, indent=2, sort_keys=True) + "\n"
+    body = pretty_json(obj) + "\n"
     return Response(body.encode(), status, headers, media_type="application/json")
 
 
