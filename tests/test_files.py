@@ -814,7 +814,7 @@ async def test_a_cached_resolution_expires_with_the_revalidate_interval(
 
 
 def test_resolve_cache_is_bounded_and_expires() -> None:
-    from comptoir.http.paths import Resolved, ResolveCache
+    from comptoir.http.paths import ResolveCache, Resolved
 
     now = [0.0]
     cache = ResolveCache(1.0, max_entries=2, clock=lambda: now[0])
