@@ -139,3 +139,19 @@ class MemorySampler:
         rss, pss = tree_memory_kb(self.pid)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         self.peak_pss_kb = max(self.peak_pss_kb, pss)
+
+
+def tree_sockets(pid: int) -> int:
+    """How many sockets the processes of a tree hold open (from /proc/<pid>/fd)."""
+    count = 0
+    for p in process_tree(pid):
+        try:
+            fds = os.listdir(f"/proc/{p}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                count += os.readlink(f"/proc/{p}/fd/{fd}").startswith("socket:")
+            except OSError:
+                continue
+    return count

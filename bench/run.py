@@ -1,12 +1,17 @@
-"""Measure comptoir against nginx, `python -m http.server` and copyparty: one run, one machine.
+"""Measure comptoir against nginx, http.server, copyparty and uploadserver: one run, one machine.
 
-    uv run python bench/run.py                      # everything, about 2.5 minutes
+    uv run python bench/run.py                      # everything, about 4 minutes
     uv run python bench/run.py --duration 3 --servers comptoir,nginx --scenarios small
+    uv run python bench/run.py --scenarios share,zip,upload,echo,tcp --duration 3
 
 Each server is started on its own free port on 127.0.0.1, serving the same folder, with one
-worker, pinned to the same CPU(s); the load generators (wrk, curl) are pinned to the others. The
-servers run one after the other, never side by side. The table gives absolute figures and ratios
-to nginx; the raw figures go to bench/results/<time>.json. bench/README.md says how to read them.
+worker, pinned to the same CPU(s); the load generators (wrk, curl, the TCP client) are pinned to
+the others. The servers run one after the other, never side by side. Besides static files
+(`serve`), comptoir is measured as `share` (one large file; a folder as a stored zip), `receive`
+(a multipart upload, against copyparty and uploadserver) and `echo` (httpbin's `/get` against a
+bare granian app; thousands of TCP echo connections held at once). The table gives absolute
+figures and ratios to nginx; the raw figures go to bench/results/<time>.json. bench/README.md says
+how to read them.
 
 Adding a scenario: write a function `(Bench, Running) -> Measurement` and add a `Scenario` to
 SCENARIOS. A scenario that needs servers started differently names a `mode`; each ServerSpec
@@ -18,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import http.client
+import io
 import json
 import os
 import platform
@@ -28,24 +34,49 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from processes import BackgroundLoad, MemorySampler, tree_memory_kb
+from processes import BackgroundLoad, MemorySampler, tree_memory_kb, tree_sockets
+from tcp_echo_client import raise_open_files_limit
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 WRK_REPORT = BENCH_DIR / "wrk_report.lua"
+TCP_CLIENT = BENCH_DIR / "tcp_echo_client.py"
 # Peers that come from PyPI live in their own throwaway venv, never in comptoir's lock file.
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 COPYPARTY = "copyparty==1.20.26"
+UPLOADSERVER = "uploadserver==6.0.5"
 
 HOST = "127.0.0.1"
 SMALL_FILE = "1k.bin"
 LARGE_FILE = "large.bin"
+# httpbin's /get as comptoir echo answers wrk (which sends only Host): nginx serves it as a
+# static file and granian-floor from memory, next to comptoir building it from each request.
+GET_FILE = "get"
+GET_BODY = (
+    json.dumps(
+        {
+            "args": {},
+            "headers": {"Host": f"{HOST}:8000"},
+            "origin": HOST,
+            "url": f"http://{HOST}:8000/get",
+        },
+        indent=2,
+    )
+    + "\n"
+)
+# The folder shared as a zip: small files next to a hard link to the large file.
+SHARE_FOLDER = "folder"
+SMALL_FILE_SIZE = 4096
+# The secret part of comptoir's share and receive links (fixed with --token, so the URL is known).
+TOKEN = "bench-token-0123456789"
 # wrk's own default (2 s) would count a merely slow answer under 1,000 connections as an error.
 WRK_TIMEOUT = "5s"
 STARTUP_TIMEOUT = 60.0
@@ -74,6 +105,10 @@ class Options:
     connections: int
     large_mb: int
     large_runs: int
+    zip_files: int
+    upload_runs: int
+    tcp_connections: int
+    tcp_hold: float
     rounds: int
     server_cpus: str | None
     client_cpus: str | None
@@ -94,9 +129,24 @@ class Bench:
         """The folder every server serves."""
         return self.workdir / "site"
 
+    @property
+    def folder(self) -> Path:
+        """The folder shared as a zip: small files and the large file."""
+        return self.workdir / SHARE_FOLDER
+
     def client(self, argv: Sequence[str]) -> list[str]:
         """A load-generator command line, pinned to the client CPUs."""
         return _pinned(self.options.client_cpus, argv)
+
+
+@dataclass(frozen=True)
+class UploadForm:
+    """How a server takes a multipart upload, and where it puts the file."""
+
+    path: str
+    field: str  # the form field holding the file
+    directory: Path  # where the server saves it
+    extra: tuple[str, ...] = ()  # other form fields, as curl -F takes them ("name=value")
 
 
 @dataclass(frozen=True)
@@ -105,8 +155,15 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
-    # The server is up once a GET of this path answers 200; the warm-up loads it too.
+    # The server is up once a GET of this path (with these headers) answers 200.
     ready_path: str = "/" + SMALL_FILE
+    ready_headers: dict[str, str] = field(default_factory=dict)
+    # What wrk loads for --warmup seconds before the scenarios; None: no warm-up (a share).
+    warmup_path: str | None = "/" + SMALL_FILE
+    # What the scenarios of the mode load: the shared file, the archive, the echo endpoint.
+    paths: dict[str, str] = field(default_factory=dict)
+    upload: UploadForm | None = None
+    tcp_port: int | None = None
 
 
 @dataclass
@@ -117,11 +174,17 @@ class Running:
     port: int
     proc: subprocess.Popen[bytes]
     log: Path
-    ready_path: str
+    launch: Launch
 
     def url(self, path: str) -> str:
         """The URL of a path on this server."""
         return f"http://{HOST}:{self.port}{path}"
+
+    def path(self, name: str) -> str:
+        """The path a scenario loads (`Launch.paths`), or a clear error when the mode lacks it."""
+        if name not in self.launch.paths:
+            raise BenchError(f"{self.name} was started without a {name!r} path")
+        return self.launch.paths[name]
 
 
 @dataclass
@@ -163,10 +226,70 @@ class ServerSpec:
     version: Callable[[Bench], str] = lambda bench: ""
 
 
+def _comptoir(port: int, *args: str) -> list[str]:
+    """A comptoir command line, from the interpreter running this script (the project's venv)."""
+    common = ["--host", HOST, "--port", str(port), "--quiet", "--workers", "1"]
+    return [sys.executable, "-m", "comptoir", *args, *common]
+
+
 def comptoir_static(bench: Bench, port: int) -> Launch:
-    """comptoir from the interpreter running this script (the project's venv)."""
-    argv = [sys.executable, "-m", "comptoir", "serve", str(bench.root)]
-    return Launch([*argv, "--host", HOST, "--port", str(port), "--quiet", "--workers", "1"])
+    """`comptoir serve` of the served folder."""
+    return Launch(_comptoir(port, "serve", str(bench.root)))
+
+
+def _link(argv: list[str], **fields: Any) -> Launch:
+    """A share or upload link: up once its page answers a browser (curl gets the content); no
+    warm-up (wrk on the link would download the shared file)."""
+    page = f"/{TOKEN}/"
+    return Launch(
+        argv, ready_path=page, ready_headers={"Accept": "text/html"}, warmup_path=None, **fields
+    )
+
+
+def comptoir_share_file(bench: Bench, port: int) -> Launch:
+    """`comptoir share` of the large file, no download limit: curl gets the file from the link."""
+    argv = _comptoir(port, "share", str(bench.root / LARGE_FILE), "--keep", "--token", TOKEN)
+    return _link(argv, paths={"share": f"/{TOKEN}/"})
+
+
+def comptoir_share_folder(bench: Bench, port: int) -> Launch:
+    """`comptoir share` of the folder; its archive (a stored zip by default) at archive.zip."""
+    argv = _comptoir(port, "share", str(bench.folder), "--keep", "--token", TOKEN)
+    return _link(argv, paths={"zip": f"/{TOKEN}/archive.zip"})
+
+
+def upload_dir(bench: Bench, name: str, port: int) -> Path:
+    """An empty folder for one server's uploads."""
+    directory = bench.workdir / f"uploads-{name}-{port}"
+    directory.mkdir()
+    return directory
+
+
+def comptoir_receive(bench: Bench, port: int) -> Launch:
+    """`comptoir receive` into a folder of its own; `curl -F file=@...` to the link."""
+    directory = upload_dir(bench, "comptoir", port)
+    argv = _comptoir(port, "receive", str(directory), "--token", TOKEN)
+    return _link(argv, upload=UploadForm(f"/{TOKEN}/", "file", directory))
+
+
+def on_get(launch: Launch) -> Launch:
+    """A launch of the `echo` mode: ready, warmed up and loaded on httpbin's /get."""
+    path = "/" + GET_FILE
+    return replace(launch, ready_path=path, warmup_path=path, paths={"get": path})
+
+
+def comptoir_echo(bench: Bench, port: int) -> Launch:
+    """`comptoir echo` (HTTP only)."""
+    return on_get(Launch(_comptoir(port, "echo")))
+
+
+def comptoir_tcp_echo(bench: Bench, port: int) -> Launch:
+    """`comptoir echo --tcp`, its default --max-connections; nothing loads its HTTP side."""
+    tcp_port = free_port()
+    # comptoir raises its own soft open-files limit up to the hard one; make room under it.
+    raise_open_files_limit(bench.options.tcp_connections + 256)
+    argv = _comptoir(port, "echo", "--tcp", str(tcp_port))
+    return Launch(argv, ready_path="/get", warmup_path=None, tcp_port=tcp_port)
 
 
 def comptoir_version(bench: Bench) -> str:
@@ -184,6 +307,11 @@ def granian_floor(bench: Bench, port: int) -> Launch:
     argv += ["--runtime-mode", "st", "--http", "1", "--log-level", "error"]
     argv += ["--working-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port), "floor_app:app"]
     return Launch(argv, env={"FLOOR_ROOT": str(bench.root)})
+
+
+def granian_floor_echo(bench: Bench, port: int) -> Launch:
+    """floor_app.py answering /get with a fixed body: the ceiling for `comptoir echo`."""
+    return on_get(granian_floor(bench, port))
 
 
 NGINX_CONF = """\
@@ -210,6 +338,7 @@ http {{
     server {{
         listen {host}:{port};
         root {root};
+        location = /{get} {{ default_type application/json; }}
     }}
 }}
 """
@@ -233,11 +362,22 @@ def nginx_static(bench: Bench, port: int) -> Launch:
             host=HOST,
             port=port,
             root=bench.root,
+            get=GET_FILE,
         )
     )
     if not mime.exists():
         (conf_dir / "mime.types").write_text("types { text/html html; }\n")
     return Launch([nginx_binary(), "-p", str(conf_dir), "-e", "stderr", "-c", str(conf)])
+
+
+def nginx_share(bench: Bench, port: int) -> Launch:
+    """nginx serving the large file that comptoir shares: the reference for `share`."""
+    return replace(nginx_static(bench, port), warmup_path=None, paths={"share": "/" + LARGE_FILE})
+
+
+def nginx_echo(bench: Bench, port: int) -> Launch:
+    """nginx serving a static file with the body of /get (for scale: it reads no request)."""
+    return on_get(nginx_static(bench, port))
 
 
 def nginx_version(bench: Bench) -> str:
@@ -256,36 +396,49 @@ def peers_python(bench: Bench) -> Path:
     return bench.options.peers_venv / "bin" / "python"
 
 
-def install_copyparty(bench: Bench) -> None:
-    """Install the pinned copyparty into the peers' venv (with uv) unless it is already there."""
+def install_peer(bench: Bench, requirement: str) -> None:
+    """Install a pinned peer ("name==version") into the peers' venv with uv, unless it is there."""
     python = peers_python(bench)
-    wanted = COPYPARTY.partition("==")[2]
-    if python.exists() and _installed_version(python, "copyparty") == wanted:
+    name, _, wanted = requirement.partition("==")
+    if python.exists() and _installed_version(python, name) == wanted:
         return
     uv = shutil.which("uv")
     if uv is None:
-        raise BenchError("copyparty needs uv to install it into a throwaway venv")
-    print(f"installing {COPYPARTY} into {bench.options.peers_venv} ...", flush=True)
+        raise BenchError(f"{name} needs uv to install it into a throwaway venv")
+    print(f"installing {requirement} into {bench.options.peers_venv} ...", flush=True)
     # The same interpreter as comptoir's, so both run on the same Python.
     venv = str(bench.options.peers_venv)
     for argv in (
         [uv, "venv", "--quiet", "--allow-existing", "--python", sys.executable, venv],
-        [uv, "pip", "install", "--quiet", "--python", str(python), COPYPARTY],
+        [uv, "pip", "install", "--quiet", "--python", str(python), requirement],
     ):
         if subprocess.run(argv, check=False).returncode != 0:
-            raise BenchError(f"could not install copyparty: {' '.join(argv)} failed")
+            raise BenchError(f"could not install {name}: {' '.join(argv)} failed")
 
 
-def copyparty_static(bench: Bench, port: int) -> Launch:
-    """copyparty with one read-only volume at / and its defaults otherwise (-j 1: one core)."""
+def _copyparty(bench: Bench, port: int, volume: str) -> Launch:
+    """copyparty with one volume at / (`-v DIR::PERMS`), its defaults otherwise (-j 1: one core)."""
     config_home = bench.workdir / f"copyparty-{port}"
     config_home.mkdir()
     argv = [str(peers_python(bench)), "-m", "copyparty", "-i", HOST, "-p", str(port)]
     return Launch(
-        [*argv, "-v", f"{bench.root}::r", "-q", "--http-only", "--no-crt"],
+        [*argv, "-v", volume, "-q", "--http-only", "--no-crt"],
         # copyparty keeps its state (sessions, salts) in $XDG_CONFIG_HOME/copyparty.
         env={"XDG_CONFIG_HOME": str(config_home)},
     )
+
+
+def copyparty_static(bench: Bench, port: int) -> Launch:
+    """copyparty serving the folder read-only."""
+    return _copyparty(bench, port, f"{bench.root}::r")
+
+
+def copyparty_receive(bench: Bench, port: int) -> Launch:
+    """copyparty with a writable volume, taking its documented `curl -F act=bput -F f=@FILE`."""
+    directory = upload_dir(bench, "copyparty", port)
+    launch = _copyparty(bench, port, f"{directory}::rw")
+    upload = UploadForm("/", "f", directory, extra=("act=bput",))
+    return replace(launch, ready_path="/", warmup_path=None, upload=upload)
 
 
 def copyparty_version(bench: Bench) -> str:
@@ -293,28 +446,61 @@ def copyparty_version(bench: Bench) -> str:
     return "copyparty " + _installed_version(peers_python(bench), "copyparty")
 
 
+def uploadserver_receive(bench: Bench, port: int) -> Launch:
+    """`python -m uploadserver PORT` (http.server plus POST /upload, field `files`)."""
+    directory = upload_dir(bench, "uploadserver", port)
+    argv = [str(peers_python(bench)), "-m", "uploadserver", str(port), "--bind", HOST]
+    upload = UploadForm("/upload", "files", directory)
+    return Launch(
+        [*argv, "--directory", str(directory)], ready_path="/", warmup_path=None, upload=upload
+    )
+
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
         # nginx first: it is the reference every ratio is taken against.
-        ServerSpec("nginx", {"static": nginx_static}, version=nginx_version),
-        ServerSpec("comptoir", {"static": comptoir_static}, version=comptoir_version),
+        ServerSpec(
+            "nginx",
+            {"static": nginx_static, "share": nginx_share, "echo": nginx_echo},
+            version=nginx_version,
+        ),
+        ServerSpec(
+            "comptoir",
+            {
+                "static": comptoir_static,
+                "share": comptoir_share_file,
+                "zip": comptoir_share_folder,
+                "receive": comptoir_receive,
+                "echo": comptoir_echo,
+                "tcp": comptoir_tcp_echo,
+            },
+            version=comptoir_version,
+        ),
         # Not a peer: the engine's ceiling for any ASGI app (floor_app.py), for reading the ratios.
         ServerSpec(
             "granian-floor",
-            {"static": granian_floor},
+            {"static": granian_floor, "echo": granian_floor_echo},
             version=lambda bench: "granian " + _installed_version(Path(sys.executable), "granian"),
         ),
         ServerSpec(
             "copyparty",
-            {"static": copyparty_static},
-            prepare=install_copyparty,
+            {"static": copyparty_static, "receive": copyparty_receive},
+            prepare=lambda bench: install_peer(bench, COPYPARTY),
             version=copyparty_version,
         ),
         ServerSpec(
             "http.server",
             {"static": http_server_static},
             version=lambda bench: f"Python {platform.python_version()}",
+        ),
+        ServerSpec(
+            "uploadserver",
+            {"receive": uploadserver_receive},
+            prepare=lambda bench: install_peer(bench, UPLOADSERVER),
+            version=lambda bench: (
+                "uploadserver " + _installed_version(peers_python(bench), "uploadserver")
+            ),
         ),
     )
 }
@@ -336,7 +522,7 @@ def running(bench: Bench, spec: ServerSpec, mode: str) -> Iterator[Running]:
             # Its own process group: stopping it reaches every worker it forked.
             start_new_session=True,
         )
-    server = Running(spec.name, port, proc, log, launch.ready_path)
+    server = Running(spec.name, port, proc, log, launch)
     try:
         _wait_ready(server)
         yield server
@@ -351,7 +537,7 @@ def _wait_ready(server: Running) -> None:
             raise BenchError(f"{server.name} exited at startup:\n{_tail(server.log)}")
         conn = http.client.HTTPConnection(HOST, server.port, timeout=2)
         try:
-            conn.request("GET", server.ready_path)
+            conn.request("GET", server.launch.ready_path, headers=server.launch.ready_headers)
             response = conn.getresponse()
             response.read()
             if response.status == 200:
@@ -400,34 +586,57 @@ def wrk(bench: Bench, url: str, *, connections: int, duration: int) -> dict[str,
     raise BenchError(f"wrk gave no summary (exit {done.returncode}): {' '.join(said)}")
 
 
-def curl_download(bench: Bench, url: str) -> dict[str, Any]:
-    """Download a URL once with curl into /dev/null: status, bytes and seconds."""
+def _curl(bench: Bench, args: Sequence[str], url: str) -> dict[str, Any]:
+    """Run curl once, the answer into /dev/null: status, bytes each way, seconds, Content-Length."""
     quiet = ["curl", "--silent", "--show-error", "--noproxy", "*", "--max-time", "300"]
-    report = ["--write-out", "%{http_code} %{size_download} %{time_total}"]
-    argv = bench.client([*quiet, *report, "--output", "/dev/null", url])
+    out = (
+        "%{http_code} %{size_download} %{size_upload} %{time_total} length=%header{content-length}"
+    )
+    argv = bench.client([*quiet, "--write-out", out, "--output", "/dev/null", *args, url])
     done = subprocess.run(argv, capture_output=True, text=True, timeout=330, check=False)
     fields = done.stdout.split()
-    if len(fields) != 3:
-        fields = ["0", "0", "0"]
-    code, size, seconds = fields
-    return {
+    if len(fields) != 5:
+        fields = ["0", "0", "0", "0", "length="]
+    code, down, up, seconds, length = fields
+    result: dict[str, Any] = {
         "status": int(code),
-        "bytes": int(float(size)),
+        "bytes": int(float(down)),
+        "bytes_up": int(float(up)),
         "seconds": float(seconds),
+        "content_length": int(length[7:]) if length[7:].isdigit() else None,
         "curl_exit": done.returncode,
     }
+    if done.returncode != 0:
+        result["curl_error"] = done.stderr.strip()
+    return result
+
+
+def curl_download(bench: Bench, url: str) -> dict[str, Any]:
+    """Download a URL once with curl (its default `Accept: */*`): status, bytes and seconds."""
+    return _curl(bench, [], url)
+
+
+def curl_upload(bench: Bench, url: str, form: UploadForm, path: Path) -> dict[str, Any]:
+    """Upload a file once with `curl -F FIELD=@PATH` (multipart/form-data)."""
+    # No `Expect: 100-continue`: a server that ignores it (HTTP/1.0 ones) would cost curl 1 s.
+    args = ["--header", "Expect:"]
+    for extra in form.extra:  # before the file: copyparty reads `act` first
+        args += ["--form", extra]
+    return _curl(bench, [*args, "--form", f"{form.field}=@{path}"], url)
 
 
 # --- scenarios -------------------------------------------------------------------------------
 
 
-def _wrk_measurement(bench: Bench, server: Running, connections: int) -> Measurement:
-    """wrk on the 1 KB file with `connections` keep-alive connections, memory sampled meanwhile."""
+def _wrk_measurement(
+    bench: Bench, server: Running, connections: int, path: str = "/" + SMALL_FILE
+) -> Measurement:
+    """wrk on a path (the 1 KB file) with keep-alive connections, memory sampled meanwhile."""
     rss_before, pss_before = tree_memory_kb(server.proc.pid)
     with MemorySampler(server.proc.pid) as mem:
         summary = wrk(
             bench,
-            server.url("/" + SMALL_FILE),
+            server.url(path),
             connections=connections,
             duration=bench.options.duration,
         )
@@ -452,21 +661,259 @@ def many_connections(bench: Bench, server: Running) -> Measurement:
     return _wrk_measurement(bench, server, bench.options.connections)
 
 
-def large_file(bench: Bench, server: Running) -> Measurement:
-    """The large file downloaded with curl several times: median GB/s (10^9 bytes per second)."""
-    expected = bench.options.large_mb * 1024 * 1024
-    runs = []
-    with MemorySampler(server.proc.pid) as mem:
-        for _ in range(bench.options.large_runs):
-            runs.append(curl_download(bench, server.url("/" + LARGE_FILE)))
-    good = [r for r in runs if r["status"] == 200 and r["bytes"] == expected and r["seconds"] > 0]
-    speeds = [r["bytes"] / r["seconds"] / 1e9 for r in good]
+def _transfer_measurement(runs: list[dict[str, Any]], mem: MemorySampler) -> Measurement:
+    """Median GB/s (10^9 bytes per second) of the runs without a `problem`; the others are
+    errors, and when none succeeded the first problem is the reason given."""
+    good = [r for r in runs if r["problem"] is None]
+    speeds = [r["payload"] / r["seconds"] / 1e9 for r in good]
+    detail: dict[str, Any] = {"runs": runs, "gb_per_s": speeds, "best": max(speeds, default=None)}
+    if not good:
+        detail["error"] = f"no transfer succeeded: {runs[0]['problem'] if runs else 'none run'}"
     return Measurement(
         value=statistics.median(speeds) if speeds else None,
         errors=len(runs) - len(good),
         peak_rss_kb=mem.peak_rss_kb,
         peak_pss_kb=mem.peak_pss_kb,
-        detail={"runs": runs, "gb_per_s": speeds, "best": max(speeds, default=None)},
+        detail=detail,
+    )
+
+
+def _curl_problem(run: dict[str, Any], statuses: Sequence[int]) -> str | None:
+    """Why a curl run does not count (curl failed, an unexpected status), or None."""
+    if run["curl_exit"] != 0:
+        return f"curl exit {run['curl_exit']}: {run.get('curl_error', '')}"
+    if run["status"] not in statuses:
+        return f"HTTP status {run['status']}"
+    if run["seconds"] <= 0:
+        return "no time measured"
+    return None
+
+
+def _downloads(
+    bench: Bench, server: Running, path: str, expected: int | None, minimum: int = 0
+) -> Measurement:
+    """`path` downloaded with curl --large-runs times. Each must be a 200 of `expected` bytes
+    (when given, else at least `minimum`) and of its own Content-Length (when sent)."""
+    runs = []
+    with MemorySampler(server.proc.pid) as mem:
+        for _ in range(bench.options.large_runs):
+            run = curl_download(bench, server.url(path))
+            run["payload"] = run["bytes"]
+            run["problem"] = _curl_problem(run, (200,))
+            if run["problem"] is None and expected is not None and run["bytes"] != expected:
+                run["problem"] = f"{run['bytes']} bytes received, {expected} expected"
+            if run["problem"] is None and run["bytes"] < minimum:
+                run["problem"] = f"{run['bytes']} bytes received, at least {minimum} expected"
+            length = run["content_length"]
+            if run["problem"] is None and length is not None and run["bytes"] != length:
+                run["problem"] = f"{run['bytes']} bytes received, Content-Length {length}"
+            runs.append(run)
+    return _transfer_measurement(runs, mem)
+
+
+def large_file(bench: Bench, server: Running) -> Measurement:
+    """The large file downloaded with curl several times: median GB/s."""
+    return _downloads(bench, server, "/" + LARGE_FILE, large_bytes(bench))
+
+
+def share_file(bench: Bench, server: Running) -> Measurement:
+    """The large file through a share link (nginx: its plain URL), as `large`: median GB/s."""
+    return _downloads(bench, server, server.path("share"), large_bytes(bench))
+
+
+def zip_folder(bench: Bench, server: Running) -> Measurement:
+    """The shared folder's archive downloaded with curl: median GB/s and peak memory; then its
+    central directory is read back (by ranges) and must list every file, stored, sizes exact."""
+    content = sum(p.stat().st_size for p in bench.folder.rglob("*") if p.is_file())
+    m = _downloads(bench, server, server.path("zip"), None, minimum=content)
+    lengths = [r["bytes"] for r in m.detail["runs"] if r["problem"] is None]
+    if not lengths:
+        return m
+    try:
+        check = check_zip(server, server.path("zip"), lengths[0], bench.folder)
+    except (OSError, http.client.HTTPException, zipfile.BadZipFile) as exc:
+        check = {"ok": False, "problem": f"could not read the archive back: {exc}"}
+    m.detail["archive"] = check
+    if not check["ok"]:
+        m.value = None
+        m.detail["error"] = f"archive wrong: {check['problem']}"
+    return m
+
+
+class RangeReader(io.RawIOBase):
+    """A file on a server, read with Range requests: enough for zipfile to read the central
+    directory of a large archive without downloading it."""
+
+    def __init__(self, server: Running, path: str, size: int) -> None:
+        super().__init__()
+        self._conn = http.client.HTTPConnection(HOST, server.port, timeout=30)
+        self._path = path
+        self._size = size
+        self._pos = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        n = min(len(buffer), self._size - self._pos)
+        if n <= 0:
+            return 0
+        span = f"bytes={self._pos}-{self._pos + n - 1}"
+        self._conn.request("GET", self._path, headers={"Range": span})
+        response = self._conn.getresponse()
+        data = response.read()
+        self.requests += 1
+        if response.status != 206 or len(data) != n:
+            raise OSError(f"Range {span} answered {response.status} with {len(data)} bytes")
+        buffer[:n] = data
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._conn.close()
+        super().close()
+
+
+def check_zip(server: Running, path: str, size: int, folder: Path) -> dict[str, Any]:
+    """Whether the archive lists exactly the folder's files, with their sizes, all stored."""
+    with RangeReader(server, path, size) as remote, zipfile.ZipFile(remote) as archive:
+        infos = archive.infolist()
+        requests = remote.requests
+    files = {i.filename: i for i in infos if not i.is_dir()}
+    # Names may sit under the folder's own name (comptoir: "folder/...").
+    prefix = folder.name + "/"
+    if files and all(name.startswith(prefix) for name in files):
+        files = {name[len(prefix) :]: i for name, i in files.items()}
+    expected = {
+        p.relative_to(folder).as_posix(): p.stat().st_size for p in folder.rglob("*") if p.is_file()
+    }
+    listed = {name: i.file_size for name, i in files.items()}
+    compressed = [name for name, i in files.items() if i.compress_type != zipfile.ZIP_STORED]
+    problem = None
+    if listed != expected:
+        missing = sorted(set(expected) - set(listed))[:3]
+        extra = sorted(set(listed) - set(expected))[:3]
+        wrong = sorted(n for n in set(listed) & set(expected) if listed[n] != expected[n])[:3]
+        problem = f"missing {missing}, unexpected {extra}, wrong sizes {wrong}"
+    elif compressed:
+        problem = f"{len(compressed)} entries compressed, e.g. {compressed[0]}"
+    return {
+        "ok": problem is None,
+        "problem": problem,
+        "entries": len(infos),
+        "files": len(files),
+        "range_requests": requests,
+    }
+
+
+def upload(bench: Bench, server: Running) -> Measurement:
+    """The large file uploaded with `curl -F` --upload-runs times: median GB/s (file bytes over
+    curl's total time) and peak memory. Each upload must be answered 2xx and leave exactly one
+    file of the right size in the server's folder, which is then emptied for the next run."""
+    form = server.launch.upload
+    if form is None:
+        raise BenchError(f"{server.name} was started without an upload form")
+    source = bench.root / LARGE_FILE
+    size = source.stat().st_size
+    runs = []
+    with MemorySampler(server.proc.pid) as mem:
+        for _ in range(bench.options.upload_runs):
+            run = curl_upload(bench, server.url(form.path), form, source)
+            run["payload"] = size
+            saved = received_files(form.directory)
+            run["saved"] = saved
+            run["problem"] = _curl_problem(run, (200, 201, 204))
+            if run["problem"] is None and list(saved.values()) != [size]:
+                run["problem"] = f"saved {saved}, expected one file of {size} bytes"
+            empty_folder(form.directory)
+            runs.append(run)
+    return _transfer_measurement(runs, mem)
+
+
+def received_files(directory: Path) -> dict[str, int]:
+    """The files a server saved (name: size), leaving out hidden ones (its state, temporary
+    files)."""
+    return {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(directory).parts)
+    }
+
+
+def empty_folder(directory: Path) -> None:
+    """Remove what was uploaded into a folder (hidden entries, a server's state, stay)."""
+    for entry in directory.iterdir():
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def echo_get(bench: Bench, server: Running) -> Measurement:
+    """httpbin's /get (a fixed body for nginx and granian-floor), wrk -c32: requests per second."""
+    return _wrk_measurement(bench, server, bench.options.small_connections, server.path("get"))
+
+
+def tcp_echo(bench: Bench, server: Running) -> Measurement:
+    """--tcp-connections TCP echo connections held at once (tcp_echo_client.py, pinned like wrk):
+    a line echoed on each, all held --tcp-hold seconds, a second line on each. The value is the
+    number that did both round trips; the server's sockets are counted while all are held."""
+    port = server.launch.tcp_port
+    if port is None:
+        raise BenchError(f"{server.name} was started without a TCP echo port")
+    n = bench.options.tcp_connections
+    client = [sys.executable, str(TCP_CLIENT), "--host", HOST, "--port", str(port)]
+    client += ["--connections", str(n), "--hold", str(bench.options.tcp_hold)]
+    events: dict[str, dict[str, Any]] = {}
+    sockets_before = tree_sockets(server.proc.pid)
+    with MemorySampler(server.proc.pid) as mem:
+        proc = subprocess.Popen(
+            bench.client(client), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        # The client bounds each step; this bounds the whole, whatever happens.
+        killer = threading.Timer(120 + bench.options.tcp_hold, proc.kill)
+        killer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    events[event["event"]] = event
+                    if event["event"] == "holding":
+                        event["server_sockets"] = tree_sockets(server.proc.pid)
+                        event["server_rss_kb"] = tree_memory_kb(server.proc.pid)[0]
+            stderr = proc.stderr.read() if proc.stderr else ""
+            proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    done = events.get("done")
+    if done is None:
+        reason = events.get("error", {}).get("reason") or stderr.strip()[-300:]
+        raise BenchError(f"TCP client failed (exit {proc.returncode}): {reason}")
+    detail = {**done, "holding": events.get("holding"), "server_sockets_before": sockets_before}
+    return Measurement(
+        value=done["ok"],
+        errors=n - done["ok"],
+        peak_rss_kb=mem.peak_rss_kb,
+        peak_pss_kb=mem.peak_pss_kb,
+        detail=detail,
     )
 
 
@@ -481,6 +928,16 @@ class Scenario:
     mode: str = "static"
     decimals: int = 0
 
+    def heading(self, options: Options | None = None) -> str:
+        """The title with the run's sizes filled in (placeholders without options)."""
+        if options is None:
+            return self.title.format(large="large", files="N", tcp="N")
+        return self.title.format(
+            large=size_label(options.large_mb),
+            files=f"{options.zip_files:,}",
+            tcp=f"{options.tcp_connections:,}",
+        )
+
 
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
@@ -488,6 +945,22 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario("small", "1 KB, keep-alive, 32 conns", "req/s", small_file),
         Scenario("large", "{large} file, curl, median", "GB/s", large_file, decimals=2),
         Scenario("conns", "1 KB, 1,000 conns", "req/s", many_connections),
+        Scenario(
+            "share", "share {large} file, curl, median", "GB/s", share_file, "share", decimals=2
+        ),
+        Scenario(
+            "zip",
+            "share zip: {files} files + {large}, median",
+            "GB/s",
+            zip_folder,
+            "zip",
+            decimals=2,
+        ),
+        Scenario(
+            "upload", "receive {large}, curl -F, median", "GB/s", upload, "receive", decimals=2
+        ),
+        Scenario("echo", "echo /get, keep-alive, 32 conns", "req/s", echo_get, "echo"),
+        Scenario("tcp", "TCP echo, {tcp} conns held", "conns", tcp_echo, "tcp"),
     )
 }
 
@@ -499,11 +972,12 @@ Results = dict[str, dict[str, Measurement]]  # scenario -> server -> measurement
 
 @dataclass(frozen=True)
 class Target:
-    """A goal for comptoir: a ratio to a peer, an error count or a memory bound."""
+    """A goal for comptoir: a ratio to a peer, a value, an error count or a memory bound."""
 
     label: str
     scenario: str
-    kind: str  # "ratio" (>= bound x peer), "errors" (<= bound), "rss_mb" (<= bound)
+    # "ratio" (>= bound x peer), "value" (>= bound), "errors" (<= bound), "rss_mb" (<= bound)
+    kind: str
     bound: float
     peer: str = ""
 
@@ -518,6 +992,10 @@ class Target:
                 return None
             ratio = mine.value / theirs.value
             return f"{ratio:.2f}x", ratio >= self.bound
+        if self.kind == "value":
+            scenario = SCENARIOS[self.scenario]
+            shown = f"{mine.value:,.{scenario.decimals}f} {scenario.unit}"
+            return shown, mine.value >= self.bound
         if self.kind == "errors":
             return str(mine.errors), mine.errors <= self.bound
         rss_mb = mine.peak_rss_kb * 1024 / MB
@@ -531,6 +1009,13 @@ TARGETS = (
     Target("large file >= 0.85x nginx", "large", "ratio", 0.85, "nginx"),
     Target("1,000 conns: zero errors", "conns", "errors", 0),
     Target("1,000 conns: peak RSS <= 150 MB", "conns", "rss_mb", 150),
+    Target("share file >= 0.85x nginx", "share", "ratio", 0.85, "nginx"),
+    Target("share folder as zip >= 1 GB/s", "zip", "value", 1.0),
+    Target("share folder as zip: peak RSS <= 150 MB", "zip", "rss_mb", 150),
+    Target("receive upload >= 0.5 GB/s", "upload", "value", 0.5),
+    Target("receive upload: peak RSS <= 150 MB", "upload", "rss_mb", 150),
+    Target("echo /get >= 0.6x granian-floor", "echo", "ratio", 0.6, "granian-floor"),
+    Target("TCP echo, all conns held: zero errors", "tcp", "errors", 0),
 )
 
 
@@ -594,31 +1079,39 @@ def run_server(
 ) -> None:
     """Start one server in one mode, warm it up, and run its scenarios into `results`."""
     with running(bench, spec, mode) as server:
-        if bench.options.warmup > 0:
+        if bench.options.warmup > 0 and server.launch.warmup_path is not None:
             wrk(
                 bench,
-                server.url(server.ready_path),
+                server.url(server.launch.warmup_path),
                 connections=bench.options.small_connections,
                 duration=bench.options.warmup,
             )
         for scenario in scenarios:
-            title = scenario.title.format(large=size_label(bench.options.large_mb))
-            print(f"  {spec.name:<12} {title} ...", end="", flush=True)
+            print(f"  {spec.name:<12} {scenario.heading(bench.options)} ...", end="", flush=True)
             with BackgroundLoad() as background:
-                m = scenario.run(bench, server)
+                try:
+                    m = scenario.run(bench, server)
+                except (BenchError, OSError, subprocess.SubprocessError) as exc:
+                    # The scenario failed, not the run: say why, and go on with the next one.
+                    m = Measurement(None, detail={"error": str(exc)})
             m.background_cpu = round(background.share, 3)
             results[scenario.name][spec.name] = m
-            shown = "-" if m.value is None else f"{m.value:,.{scenario.decimals}f}"
+            shown = f"{m.value:,.{scenario.decimals}f} {scenario.unit}"
             note = ""
-            if m.background_cpu > BACKGROUND_WARNING:
+            if m.value is None:
+                shown, note = "failed", f"  ({m.detail.get('error', 'no figure')})"
+            elif m.background_cpu > BACKGROUND_WARNING:
                 note = f"  (disturbed: other processes used {m.background_cpu:.0%} of the CPUs)"
-            print(f" {shown} {scenario.unit}, {m.errors} errors{note}", flush=True)
+            print(f" {shown}, {m.errors} errors{note}", flush=True)
 
 
 def make_files(bench: Bench) -> None:
-    """The served folder: a 1 KB file and the large file (real bytes, not a sparse file)."""
+    """The served folder: a 1 KB file, the large file (real bytes, not a sparse file) and the
+    body of /get; the folder shared as a zip: --zip-files small files and the large file (a hard
+    link: no second copy on disk nor in the page cache)."""
     bench.root.mkdir()
     (bench.root / SMALL_FILE).write_bytes(os.urandom(1024))
+    (bench.root / GET_FILE).write_text(GET_BODY)
     block = os.urandom(1024 * 1024)
     with open(bench.root / LARGE_FILE, "wb") as f:
         for _ in range(bench.options.large_mb):
@@ -628,6 +1121,35 @@ def make_files(bench: Bench) -> None:
         path.chmod(0o755)
     for path in bench.root.iterdir():
         path.chmod(0o644)
+    bench.folder.mkdir()
+    for i in range(bench.options.zip_files):
+        (bench.folder / f"small-{i:05d}.bin").write_bytes(os.urandom(SMALL_FILE_SIZE))
+    os.link(bench.root / LARGE_FILE, bench.folder / LARGE_FILE)
+
+
+def disk_write_speed(bench: Bench, runs: int = 3) -> dict[str, Any]:
+    """What the disk under the upload folders writes with fsync, for reading the `upload`
+    figures (comptoir fsyncs each upload): `dd if=/dev/zero bs=1M count=<large> conv=fsync`,
+    `runs` times, as a virtual disk may be several times faster on a second write than a first."""
+    target = bench.workdir / "dd.bin"
+    argv = ["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={bench.options.large_mb}"]
+    argv.append("conv=fsync")
+    speeds, said = [], []
+    for _ in range(runs):
+        t0 = time.monotonic()
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        seconds = time.monotonic() - t0
+        target.unlink(missing_ok=True)
+        if done.returncode != 0:
+            return {"command": " ".join(argv), "error": done.stderr.strip()}
+        speeds.append(round(large_bytes(bench) / seconds / 1e9, 3))
+        said.append(done.stderr.strip().splitlines()[-1])
+    return {"command": " ".join(argv), "gb_per_s": speeds, "dd_says": said}
+
+
+def large_bytes(bench: Bench) -> int:
+    """The size of the large file, in bytes."""
+    return bench.options.large_mb * 1024 * 1024
 
 
 def size_label(mib: int) -> str:
@@ -650,7 +1172,7 @@ def format_table(bench: Bench, results: Results) -> str:
     rows: list[tuple[str, ...]] = [header]
     for name, by_server in results.items():
         scenario = SCENARIOS[name]
-        title = scenario.title.format(large=size_label(bench.options.large_mb))
+        title = scenario.heading(bench.options)
         nginx = by_server.get("nginx")
         for server, m in by_server.items():
             if m.value is None:
@@ -790,9 +1312,8 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     """Options from the command line."""
     server_cpus, client_cpus = default_cpus()
     p = argparse.ArgumentParser(
-        description="Benchmark comptoir against nginx, http.server and copyparty.",
-        epilog="Scenarios: "
-        + "; ".join(f"{s.name}: {s.title.format(large='large')}" for s in SCENARIOS.values()),
+        description="Benchmark comptoir against nginx, http.server, copyparty and uploadserver.",
+        epilog="Scenarios: " + "; ".join(f"{s.name}: {s.heading()}" for s in SCENARIOS.values()),
     )
     # String defaults go through `type` too, so they are checked like user input.
     p.add_argument(
@@ -807,17 +1328,30 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--small-connections", type=int, default=32, help="'small': %(default)s")
     p.add_argument("--connections", type=int, default=1000, help="'conns': %(default)s")
     p.add_argument("--large-mb", type=int, default=1024, help="large file, MiB: %(default)s")
-    p.add_argument("--large-runs", type=int, default=5, help="curl downloads: %(default)s")
+    p.add_argument(
+        "--large-runs", type=int, default=5, help="curl downloads (large, share, zip): %(default)s"
+    )
+    p.add_argument("--zip-files", type=int, default=1000, help="small files in 'zip': %(default)s")
+    p.add_argument("--upload-runs", type=int, default=3, help="'upload' runs: %(default)s")
+    p.add_argument(
+        "--tcp-connections", type=int, default=5000, help="'tcp' connections: %(default)s"
+    )
+    p.add_argument("--tcp-hold", type=float, default=3.0, help="'tcp' hold, s: %(default)s")
     p.add_argument("--rounds", type=int, default=1, help="median over rounds: %(default)s")
     p.add_argument("--server-cpus", default=server_cpus, help="taskset list: %(default)s")
     p.add_argument("--client-cpus", default=client_cpus, help="taskset list: %(default)s")
     p.add_argument("--no-pin", action="store_true", help="pin nothing with taskset")
-    p.add_argument("--peers-venv", type=Path, default=PEERS_VENV, help="copyparty's venv")
+    p.add_argument("--peers-venv", type=Path, default=PEERS_VENV, help="PyPI peers' venv")
     p.add_argument("--output", type=Path, help="JSON file (default: bench/results/<time>.json)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder (files, logs)")
     a = p.parse_args(argv)
-    if min(a.duration, a.large_mb, a.large_runs, a.rounds) <= 0:
-        p.error("--duration, --large-mb, --large-runs and --rounds must be positive")
+    if min(a.duration, a.large_mb, a.large_runs, a.upload_runs, a.tcp_connections, a.rounds) <= 0:
+        p.error(
+            "--duration, --large-mb, --large-runs, --upload-runs, --tcp-connections and --rounds"
+            " must be positive"
+        )
+    if a.zip_files < 0 or a.tcp_hold < 0:
+        p.error("--zip-files and --tcp-hold cannot be negative")
     if a.small_connections < 2 or a.connections < 2:
         p.error("wrk needs at least 2 connections (one per thread)")
     return Options(
@@ -829,6 +1363,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         connections=a.connections,
         large_mb=a.large_mb,
         large_runs=a.large_runs,
+        zip_files=a.zip_files,
+        upload_runs=a.upload_runs,
+        tcp_connections=a.tcp_connections,
+        tcp_hold=a.tcp_hold,
         rounds=a.rounds,
         server_cpus=None if a.no_pin else a.server_cpus,
         client_cpus=None if a.no_pin else a.client_cpus,
@@ -862,6 +1400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"comptoir bench: {', '.join(options.servers)}; {pinning}", flush=True)
         make_files(bench)
         meta = machine_info(bench)
+        if "upload" in options.scenarios:
+            meta["disk_write"] = disk_write_speed(bench)
         results = run_all(bench)
     except BenchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
@@ -876,6 +1416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(format_table(bench, results))
+    disk = meta.get("disk_write", {})
+    if "gb_per_s" in disk:
+        speeds = ", ".join(f"{v:.2f}" for v in disk["gb_per_s"])
+        print(f"\ndisk under the uploads, {disk['command']}: {speeds} GB/s")
     path = save(bench, results, meta)
     print(f"\nraw results: {path}")
     return 0
