@@ -247,8 +247,13 @@ def _link(argv: list[str], **fields: Any) -> Launch:
 
 
 def comptoir_share_file(bench: Bench, port: int) -> Launch:
-    """`comptoir share` of the large file, no download limit: curl gets the file from the link."""
+    """`comptoir share` of the large file: curl gets the file from the link.
+
+    With `--count`, so every byte goes through comptoir's counting path (as it does for anyone
+    who limits downloads or watches the progress lines), not granian's pathsend.
+    """
     argv = _comptoir(port, "share", str(bench.root / LARGE_FILE), "--keep", "--token", TOKEN)
+    argv += ["--count", "1000000"]
     return _link(argv, paths={"share": f"/{TOKEN}/"})
 
 

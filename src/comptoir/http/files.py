@@ -34,7 +34,7 @@ SMALL_FILE = 256 * 1024
 # Total memory the small-file cache may hold.
 CACHE_BYTES = 64 * 1024 * 1024
 # Chunk size for bodies we read ourselves (ranges of large files, on-the-fly gzip).
-CHUNK = 256 * 1024
+CHUNK = 1024 * 1024
 # Below this size compressing on the fly costs more than it saves.
 MIN_COMPRESS = 1024
 
