@@ -828,3 +828,23 @@ def test_resolve_cache_is_bounded_and_expires() -> None:
     cache.put(b"/c", r)  # over the bound: the old entries go
     assert cache.get(b"/a") is None
     assert cache.get(b"/c") is r
+
+
+async def test_streamed_bodies_end_in_small_chunks(tmp_path: Path) -> None:
+    # Large chunks stream fast; the last TAIL bytes go in small ones, so that a client hanging up
+    # just before the end leaves little in the server's buffers (share counts what was handed on).
+    from comptoir.http.files import CHUNK, TAIL, TAIL_CHUNK
+
+    data = os.urandom(TAIL + 2 * CHUNK + 5)
+    (tmp_path / "big.bin").write_bytes(data)
+    app = build_app(make_config("static", StaticOptions(root=tmp_path)))
+    msgs = await request(app, "/big.bin")
+    sizes = [len(m["body"]) for m in msgs[1:] if m["body"]]
+    assert b"".join(m["body"] for m in msgs[1:]) == data
+    assert sizes[0] == CHUNK
+    tail = 0
+    for size in reversed(sizes):
+        if tail >= TAIL:
+            break
+        assert size <= TAIL_CHUNK
+        tail += size

@@ -33,8 +33,15 @@ Headers = list[tuple[bytes, bytes]]
 SMALL_FILE = 256 * 1024
 # Total memory the small-file cache may hold.
 CACHE_BYTES = 64 * 1024 * 1024
-# Chunk size for bodies we read ourselves (ranges of large files, on-the-fly gzip).
+# Chunk size for bodies we read ourselves (ranges of large files, on-the-fly gzip, and files a
+# share counts): 1 MiB, with a thread hop per chunk, streams 1 GiB at 3.0 GB/s here, 256 KiB at 2.2.
 CHUNK = 1024 * 1024
+# ...but near the end of a body, smaller chunks. What has been handed to the server and not yet
+# received sits in its queue and the socket buffers: the smaller the last chunks, the less a client
+# that hangs up just before the end can leave there unseen (a share counts a download complete when
+# its last byte is handed over).
+TAIL_CHUNK = 64 * 1024
+TAIL = 4 * 1024 * 1024
 # Below this size compressing on the fly costs more than it saves.
 MIN_COMPRESS = 1024
 
@@ -469,7 +476,8 @@ async def _read_chunks(
     try:
         pos = start
         while pos <= end:
-            n = min(CHUNK, end + 1 - pos)
+            left = end + 1 - pos
+            n = min(CHUNK if left > TAIL else TAIL_CHUNK, left)
             chunk = await asyncio.to_thread(os.pread, fd, n, pos)
             if not chunk:
                 raise OSError("file shrank while being sent")
