@@ -477,7 +477,7 @@ async def _read_chunks(
         pos = start
         while pos <= end:
             left = end + 1 - pos
-            n = min(CHUNK if left > TAIL else TAIL_CHUNK, left)
+            n = min(CHUNK, left - TAIL) if left > TAIL else min(TAIL_CHUNK, left)
             chunk = await asyncio.to_thread(os.pread, fd, n, pos)
             if not chunk:
                 raise OSError("file shrank while being sent")
