@@ -24,7 +24,7 @@ from comptoir.sites.echo.context import echo_context
 
 # Headers a proxy in front of httpbin.org added; hidden unless the query has `show_env`.
 ENV_HEADERS = frozenset(
-    h.lower()
+    h.lower().encode("latin-1")
     for h in (
         "X-Varnish",
         "X-Request-Start",
@@ -74,6 +74,8 @@ def semiflatten(pairs: Iterable[tuple[str, str]]) -> dict[str, str | list[str]]:
 
 def parse_pairs(raw: bytes) -> list[tuple[str, str]]:
     """Decode `a=1&b=%C3%A9` (query string or form body): `+` is a space, UTF-8 with U+FFFD."""
+    if not raw:
+        return []
     # parse_qsl refuses non-ASCII bytes; latin-1 maps bytes to characters one to one and back.
     pairs = parse_qsl(raw.decode("latin-1"), keep_blank_values=True, encoding="latin-1")
     return [(_utf8(k), _utf8(v)) for k, v in pairs]
@@ -108,9 +110,18 @@ def query_int(conn: HTTPConnection, name: str, default: int) -> int:
         raise HTTPError(400, f"invalid {name}: not a whole number") from None
 
 
+_HEADER_NAMES: dict[bytes, str] = {}
+
+
 def header_name(raw: bytes) -> str:
     """A header name as a WSGI app sees it: `x_my-header` → `X-My-Header`."""
-    return raw.decode("latin-1").replace("_", "-").title()
+    # The same few names come in every request: remember them (a bounded table).
+    name = _HEADER_NAMES.get(raw)
+    if name is None:
+        name = raw.decode("latin-1").replace("_", "-").title()
+        if len(_HEADER_NAMES) < 1024:
+            _HEADER_NAMES[bytes(raw)] = name
+    return name
 
 
 def request_headers(conn: HTTPConnection, *, hide_env: bool = True) -> dict[str, str]:
@@ -119,7 +130,7 @@ def request_headers(conn: HTTPConnection, *, hide_env: bool = True) -> dict[str,
         hide_env = False
     out: dict[str, str] = {}
     for k, v in conn.scope.get("headers", ()):
-        if hide_env and k.lower().decode("latin-1") in ENV_HEADERS:
+        if hide_env and k.lower() in ENV_HEADERS:
             continue
         name = header_name(k)
         value = v.decode("latin-1")
@@ -163,8 +174,15 @@ def request_host(conn: HTTPConnection) -> str:
     return host
 
 
+_FORWARDED_SCHEME = (b"x-forwarded-proto", b"x-forwarded-protocol", b"x-forwarded-ssl")
+
+
 def request_scheme(conn: HTTPConnection) -> str:
     """The scheme the client used, trusting X-Forwarded-Proto/-Protocol/-Ssl as httpbin does."""
+    if not any(k.lower() in _FORWARDED_SCHEME for k, _ in conn.scope.get("headers", ())):
+        # The usual case, found in one pass.
+        scheme = str(conn.scope.get("scheme", "http"))
+        return {"ws": "http", "wss": "https"}.get(scheme, scheme)
     proto = header(conn, "x-forwarded-proto") or header(conn, "x-forwarded-protocol")
     if proto is None and header(conn, "x-forwarded-ssl") == "on":
         proto = "https"
