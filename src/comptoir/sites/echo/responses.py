@@ -35,14 +35,19 @@ def _pretty(obj: Any, indent: str) -> str:
         if not obj:
             return "{}"
         inner = indent + "  "
-        if not all(isinstance(k, str) for k in obj):
-            raise _NotPlain
-        items = sorted(obj.items())
-        return (
-            "{\n"
-            + ",\n".join(f"{inner}{_json_string(k)}: {_pretty(v, inner)}" for k, v in items)
-            + f"\n{indent}}}"
-        )
+        try:
+            keys = sorted(obj)
+        except TypeError:
+            raise _NotPlain from None
+        lines = []
+        for k in keys:
+            if not isinstance(k, str):
+                raise _NotPlain
+            v = obj[k]
+            # Most values are strings (headers, args): no recursive call for them.
+            shown = _json_string(v) if type(v) is str else _pretty(v, inner)
+            lines.append(f"{inner}{_json_string(k)}: {shown}")
+        return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
     if isinstance(obj, list | tuple):
         if not obj:
             return "[]"
