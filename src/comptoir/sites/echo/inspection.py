@@ -219,9 +219,15 @@ def request_target(conn: HTTPConnection) -> str:
 def request_url(conn: HTTPConnection) -> str:
     """httpbin's `url`: the request's URL as werkzeug rebuilds it (an IRI)."""
     prefix = echo_context(conn).prefix
-    path = _quote(prefix.rstrip("/").encode(), _PATH_SAFE) + "/"
-    path += _quote(request_path(conn).lstrip("/").encode(), _PATH_SAFE)
-    url = f"{request_scheme(conn)}://{_decode_netloc(request_host(conn))}{_to_iri(path)}"
+    raw = conn.scope.get("raw_path")
+    if not prefix and raw and raw[:1] == b"/" and not raw.translate(None, _SAFE_BYTES[_PATH_SAFE]):
+        # The usual case: nothing escaped, nothing to escape; the path is the URL's as sent.
+        path = "/" + raw.lstrip(b"/").decode("ascii")
+    else:
+        path = _quote(prefix.rstrip("/").encode(), _PATH_SAFE) + "/"
+        path += _quote(request_path(conn).lstrip("/").encode(), _PATH_SAFE)
+        path = _to_iri(path)
+    url = f"{request_scheme(conn)}://{_decode_netloc(request_host(conn))}{path}"
     query = conn.scope.get("query_string", b"")
     if query:
         url += "?" + _to_iri(_quote(query, _QUERY_SAFE))
