@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import select
-import signal
 import ssl
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import comptoir_cmd, live_server, need_tool, wait_until_serving
+from tests.conftest import comptoir_cmd, live_server, need_tool, stop_server, wait_until_serving
 
 
 def test_curl_basic_auth(tmp_path: Path) -> None:
@@ -85,13 +84,7 @@ def _on_a_terminal(*args: str) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def _stop(proc: subprocess.Popen[bytes], controller: int) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_server(proc)
     os.close(controller)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import comptoir_cmd, live_server, wait_until_serving
+from tests.conftest import comptoir_cmd, live_server, stop_server, wait_until_serving
 
 BIG = 5 * 1024 * 1024 + 17
 
@@ -205,16 +205,7 @@ def verbose_server(*args: str) -> Iterator[tuple[subprocess.Popen[bytes], str, s
         wait_until_serving(m[0])
         yield proc, m[0], banner
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_server(proc)
 
 
 def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float = 20) -> str:

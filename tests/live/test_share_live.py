@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import tarfile
@@ -20,7 +19,7 @@ import httpx
 
 from comptoir.http.disposition import ascii_fallback
 from comptoir.http.paths import quote_name
-from tests.conftest import LiveServer, comptoir_cmd, need_tool, read_urls
+from tests.conftest import LiveServer, comptoir_cmd, need_tool, read_urls, stop_server
 
 MiB = 1024 * 1024
 
@@ -53,16 +52,7 @@ def share_server(*args: str, quiet: bool = True, port: int = 0) -> Iterator[Live
                 time.sleep(0.05)
         yield LiveServer(proc, urls)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_server(proc)
 
 
 def _arg(args: tuple[str, ...], flag: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import signal
 import ssl
 import subprocess
 import time
@@ -20,7 +19,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import LiveServer, comptoir_cmd, live_server, need_tool, read_urls
+from tests.conftest import LiveServer, comptoir_cmd, live_server, need_tool, read_urls, stop_server
 from tests.test_tls import make_user_cert, new_key, write_key
 
 
@@ -347,12 +346,4 @@ def test_sites_toml_server_table_gives_https_password_and_redirect(tmp_path: Pat
         assert r.status_code == 308
         assert r.headers["location"] == f"https://blog.test:{port}/a.txt"
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_server(proc)

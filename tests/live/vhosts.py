@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from tests.conftest import comptoir_cmd, read_urls
+from tests.conftest import comptoir_cmd, read_urls, stop_server
 
 
 @dataclass
@@ -55,16 +54,7 @@ def sites_server(
             _wait_until_serving(client, timeout)
             yield SitesServer(proc, urls, port, client)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop_server(proc)
 
 
 def _wait_until_serving(client: httpx.Client, timeout: float) -> None:

@@ -9,6 +9,12 @@ from __future__ import annotations
 import hmac
 import secrets
 
+from comptoir.types import Message, Send
+
+# On every answer under a capability link: the token in the URL must not leak through the Referer
+# header of a link followed from the page, nor the page end up in a search engine.
+LINK_HEADERS = ((b"referrer-policy", b"no-referrer"), (b"x-robots-tag", b"noindex"))
+
 # 128 bits of randomness, URL-safe base64 without padding (22 characters).
 TOKEN_BYTES = 16
 
@@ -33,3 +39,14 @@ def split_token(path: str, expected: str) -> str | None:
     if not token_matches(head, expected):
         return None
     return "/" + rest if sep else ""
+
+
+def send_with_link_headers(send: Send) -> Send:
+    """`send`, adding LINK_HEADERS to the response start."""
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", ()), *LINK_HEADERS]}
+        await send(message)
+
+    return send_with_headers

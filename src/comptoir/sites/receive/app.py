@@ -20,7 +20,7 @@ from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
 from comptoir.http.paths import real_root, unquote_bytes
-from comptoir.security.capability import split_token
+from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.receive import ReceiveOptions
 from comptoir.sites.receive.upload import (
@@ -36,11 +36,10 @@ from comptoir.sites.receive.upload import (
     too_large,
     total_exceeded,
 )
-from comptoir.types import Message, Receive, Scope, Send
+from comptoir.types import Receive, Scope, Send
 from comptoir.web import render
 
 # The link is a secret: pages must not leak it to other sites nor to search engines.
-SECURITY_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-robots-tag", b"noindex")]
 ALLOWED_ROOT = "GET, HEAD, POST, PUT, OPTIONS"
 ALLOWED_FILE = "PUT, OPTIONS"
 # The page and the JSON list show at most this many of the latest files.
@@ -70,12 +69,7 @@ class ReceiveSite:
         """Answer one request."""
         if scope["type"] != "http":
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
-            await send(message)
-
+        send_with_headers = send_with_link_headers(send)
         try:
             await self._route(scope, receive, send_with_headers)
         except HTTPError as exc:

@@ -41,7 +41,7 @@ from comptoir.http.listing import human_size
 from comptoir.http.mime import content_type
 from comptoir.http.paths import display_name, quote_name, resolve_path, unquote_bytes
 from comptoir.http.ranges import Unsatisfiable, parse_range
-from comptoir.security.capability import split_token
+from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.share import ShareOptions
 from comptoir.sites.share.archive import (
@@ -72,7 +72,6 @@ from comptoir.types import Message, Receive, Scope, Send
 from comptoir.web import render
 
 # The link is a secret: pages must not leak it to other sites nor to search engines.
-SECURITY_HEADERS = [(b"referrer-policy", b"no-referrer"), (b"x-robots-tag", b"noindex")]
 ALLOWED = "GET, HEAD, OPTIONS"
 # Downloads are not kept by caches: a copy left in one would outlive --count and --expire.
 NO_STORE = "private, no-store"
@@ -245,12 +244,7 @@ class ShareSite:
         """Answer one request."""
         if scope["type"] != "http":
             return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), *SECURITY_HEADERS]}
-            await send(message)
-
+        send_with_headers = send_with_link_headers(send)
         try:
             await self._route(scope, receive, send_with_headers)
         except Gone as exc:
