@@ -40,7 +40,8 @@ def escape_for_log(text: str) -> str:
     return "".join(map(_escape_char, text))
 
 
-def _client(scope: Scope) -> str:
+def client_label(scope: Scope) -> str:
+    """The client's address as logs show it (IPv6 in brackets), or "-"."""
     client = scope.get("client")
     if not client:
         return "-"
@@ -109,7 +110,7 @@ class AccessLog:
         query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
         if query:
             path += "?" + query
-        client = _client(scope)
+        client = client_label(scope)
         if self.json:
             line = json.dumps(
                 {

@@ -7,6 +7,7 @@ tokens are compared in constant time and never echoed back.
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 
 from comptoir.types import Message, Send
@@ -15,6 +16,10 @@ from comptoir.types import Message, Send
 # header of a link followed from the page, nor the page end up in a search engine.
 LINK_HEADERS = ((b"referrer-policy", b"no-referrer"), (b"x-robots-tag", b"noindex"))
 
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+# A token chosen by hand must still be too long to guess (a random one has 22 characters).
+MIN_TOKEN_LENGTH = 16
+
 # 128 bits of randomness, URL-safe base64 without padding (22 characters).
 TOKEN_BYTES = 16
 
@@ -22,6 +27,15 @@ TOKEN_BYTES = 16
 def new_token() -> str:
     """A fresh random capability token of 128 bits."""
     return secrets.token_urlsafe(TOKEN_BYTES)
+
+
+def token_problems(token: str) -> list[str]:
+    """What is wrong with a token chosen by hand (`--token`), as config problems."""
+    if not _TOKEN_CHARS.match(token):
+        return ["token: use only letters, digits, - and _"]
+    if len(token) < MIN_TOKEN_LENGTH:
+        return [f"token: use at least {MIN_TOKEN_LENGTH} characters"]
+    return []
 
 
 def token_matches(given: str, expected: str) -> bool:

@@ -9,21 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from comptoir.security.capability import new_token
+from comptoir.security.capability import new_token, token_problems
 from comptoir.services import Service
 from comptoir.settings import parse_size, setting
 from comptoir.sites import SiteContext, SiteKind
 from comptoir.types import ASGIApp
-
-_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
-# As for a share: a token chosen by hand must still be too long to guess (a random one has 22).
-MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -85,10 +80,7 @@ def validate(options: ReceiveOptions) -> list[str]:
         problems.append(f"not a folder: {root}")
     elif not os.access(root, os.W_OK | os.X_OK):
         problems.append(f"folder not writable: {root}")
-    if not _TOKEN_CHARS.match(options.token):
-        problems.append("token: use only letters, digits, - and _")
-    elif len(options.token) < MIN_TOKEN_LENGTH:
-        problems.append(f"token: use at least {MIN_TOKEN_LENGTH} characters")
+    problems.extend(token_problems(options.token))
     return problems
 
 

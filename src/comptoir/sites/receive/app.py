@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from comptoir import terminal
+from comptoir.accesslog import client_label
 from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
@@ -193,7 +194,7 @@ class ReceiveSite:
 
     def _record(self, scope: Scope, saved: list[Saved]) -> None:
         """Add the files to the session's list (shared by workers) and say so on the terminal."""
-        client = _client(scope)
+        client = client_label(scope)
         now = time.time()
         for f in saved:
             seq = self.store.incr(self.key + "seq")
@@ -309,11 +310,3 @@ def _content_length(scope: Scope) -> int | None:
     if not text.isdigit() or not text.isascii():
         raise HTTPError(400, "Malformed Content-Length")
     return int(text)
-
-
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    if not client:
-        return "-"
-    host = str(client[0])
-    return f"[{host}]" if ":" in host else host

@@ -10,22 +10,18 @@ progress.py.
 from __future__ import annotations
 
 import os
-import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from comptoir.security.capability import new_token
+from comptoir.security.capability import new_token, token_problems
 from comptoir.settings import parse_duration, setting
 from comptoir.sites import SiteContext, SiteKind
 from comptoir.sites.share.items import item_name
 from comptoir.types import ASGIApp
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz"]
-_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
-# A token chosen by hand must still be too long to guess (a random one has 22 characters).
-MIN_TOKEN_LENGTH = 16
 
 
 @dataclass(frozen=True)
@@ -114,10 +110,7 @@ def validate(options: ShareOptions) -> list[str]:
         problems.append("--once means --count 1: give one or the other")
     if options.compress and options.archive != "zip":
         problems.append("--compress is for zip archives (tar.gz is always compressed)")
-    if not _TOKEN_CHARS.match(options.token):
-        problems.append("token: use only letters, digits, - and _")
-    elif len(options.token) < MIN_TOKEN_LENGTH:
-        problems.append(f"token: use at least {MIN_TOKEN_LENGTH} characters")
+    problems.extend(token_problems(options.token))
     return problems
 
 

@@ -26,6 +26,7 @@ from typing import Any
 import segno
 from markupsafe import Markup
 
+from comptoir.accesslog import client_label
 from comptoir.errors import HTTPError
 from comptoir.http import conditional, listing
 from comptoir.http.disposition import content_disposition
@@ -153,7 +154,7 @@ class Download:
             if self.status in (200, 206):
                 length = _header_value(message.get("headers", ()), b"content-length")
                 self.length = int(length) if length is not None and length.isdigit() else None
-                self.transfer = self.board.begin(_client(self.scope), self.label, self.length)
+                self.transfer = self.board.begin(client_label(self.scope), self.label, self.length)
         elif mtype == "http.response.body":
             await self._send(message)
             body = message.get("body", b"")
@@ -848,14 +849,6 @@ def _header_value(headers: Any, name: bytes) -> str | None:
         if k.lower() == name:
             return str(v.decode("latin-1"))
     return None
-
-
-def _client(scope: Scope) -> str:
-    client = scope.get("client")
-    if not client:
-        return "-"
-    host = str(client[0])
-    return f"[{host}]" if ":" in host else host
 
 
 async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
