@@ -848,3 +848,24 @@ async def test_streamed_bodies_end_in_small_chunks(tmp_path: Path) -> None:
             break
         assert size <= TAIL_CHUNK
         tail += size
+
+
+HUGE_NUMBER = "9" * 5000  # beyond int()'s 4,300-digit limit
+
+
+@pytest.mark.parametrize(
+    ("spec", "status", "content"),
+    [
+        (f"bytes=0-{HUGE_NUMBER}", 206, DIGITS),  # to the end
+        (f"bytes=-{HUGE_NUMBER}", 206, DIGITS),  # a suffix longer than the file: all of it
+        (f"bytes={HUGE_NUMBER}-", 416, b""),  # starts past the end
+        ("bytes=²-3", 200, DIGITS),  # not ASCII digits: the header is ignored
+    ],
+)
+async def test_absurd_range_numbers_are_answered_not_500(
+    validators: tuple[httpx.AsyncClient, str, str], spec: str, status: int, content: bytes
+) -> None:
+    client, _, _ = validators
+    r = await client.get("/f.txt", headers={"range": spec.encode("utf-8")})
+    assert r.status_code == status
+    assert r.content == content

@@ -652,3 +652,17 @@ def test_store_keys_are_json(tmp_path: Path) -> None:
     site = ReceiveSite(ReceiveOptions(root=tmp_path, token=TOKEN), SiteContext(store=store))
     store.set(site.key + "file:000000000001", json.dumps({"name": "a", "size": 1}).encode())
     assert site.received() == [{"name": "a", "size": 1}]
+
+
+async def test_absurd_content_length_is_413_not_500(tmp_path: Path) -> None:
+    app = site_app(tmp_path, max_size=10)
+    status, _, read = await call(
+        app,
+        "PUT",
+        f"/{TOKEN}/big.bin",
+        [chunk(b"x", more=False)],
+        [(b"content-length", b"9" * 5000)],
+    )
+    assert status == 413
+    assert read == 0
+    assert listing(tmp_path) == []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from comptoir.http.numbers import parse_decimal
+
 # Beyond this many ranges a request is answered with the whole file (a server may ignore Range),
 # so a client cannot make us build huge multipart bodies from one small request.
 MAX_RANGES = 64
@@ -24,34 +26,28 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
         item = item.strip()
         if not item:
             continue
-        first, dash, last = item.partition("-")
-        first, last = first.strip(), last.strip()
-        if not dash or not _number_or_empty(first) or not _number_or_empty(last):
+        first_text, dash, last_text = item.partition("-")
+        first_text, last_text = first_text.strip(), last_text.strip()
+        first, last = parse_decimal(first_text), parse_decimal(last_text)
+        if not dash or (first_text and first is None) or (last_text and last is None):
             return None  # syntactically invalid: ignore the whole header, as RFC 9110 allows
-        if first == "":
-            if last == "":
+        if first is None:
+            if last is None:
                 return None
-            suffix = int(last)
-            if suffix == 0:
+            if last == 0:
                 continue
-            ranges.append((max(0, size - suffix), size - 1))
+            ranges.append((max(0, size - last), size - 1))  # a suffix: the last `last` bytes
             continue
-        start = int(first)
-        if last and int(last) < start:
+        if last is not None and last < first:
             return None
-        if start >= size:
+        if first >= size:
             # `bytes=10-` of a 10-byte file: valid, but past the end (416 if nothing else is).
             continue
-        end = int(last) if last else size - 1
-        ranges.append((start, min(end, size - 1)))
+        end = last if last is not None else size - 1
+        ranges.append((first, min(end, size - 1)))
     if not ranges:
         raise Unsatisfiable()
     return _coalesce(ranges) if len(ranges) > 1 else ranges
-
-
-def _number_or_empty(text: str) -> bool:
-    # ASCII digits only: str.isdigit() also accepts "²", which int() then refuses (a 500).
-    return text == "" or (text.isascii() and text.isdigit())
 
 
 def _coalesce(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:

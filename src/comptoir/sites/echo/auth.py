@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from comptoir.http.numbers import parse_decimal
 from comptoir.sites.echo import digest
 from comptoir.sites.echo.context import echo_context
 from comptoir.sites.echo.inspection import header, query_value, read_body, request_target
@@ -129,7 +130,8 @@ async def digest_auth(request: Request) -> Response:
     response = json_response({"authenticated": True, "user": params["user"]})
     response.headers.append("set-cookie", cookie_header("fake", "fake_value", path))
     if stale_after_value:
-        left = str(int(stale_after_value) - 1) if stale_after_value.isdigit() else "never"
+        stale_after = parse_decimal(stale_after_value)
+        left = str(stale_after - 1) if stale_after is not None else "never"
         response.headers.append("set-cookie", cookie_header("stale_after", left, path))
     return response
 

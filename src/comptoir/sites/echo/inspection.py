@@ -20,6 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import HTTPConnection, Request
 
 from comptoir.errors import HTTPError
+from comptoir.http.numbers import parse_decimal
 from comptoir.sites.echo.context import echo_context
 
 # Headers a proxy in front of httpbin.org added; hidden unless the query has `show_env`.
@@ -298,9 +299,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The whole request body, or HTTPError 413 as soon as it is known to exceed `limit`."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.strip().isdigit():
+        length = parse_decimal(declared.strip())
+        if length is None:
             raise HTTPError(400, "invalid Content-Length")
-        if int(declared) > limit:
+        if length > limit:
             raise HTTPError(413, f"request body larger than {limit} bytes")
     chunks: list[bytes] = []
     size = 0

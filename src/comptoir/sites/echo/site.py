@@ -24,6 +24,7 @@ from starlette.routing import BaseRoute, Route, Router, WebSocketRoute
 
 from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error
+from comptoir.http.numbers import parse_decimal
 from comptoir.sites import SiteContext
 from comptoir.sites.echo import EchoOptions, auth, dynamic, endpoints, index
 from comptoir.sites.echo.context import SCOPE_KEY, EchoContext
@@ -118,7 +119,10 @@ class EchoSite:
     def _check_declared_length(self, scope: Scope) -> None:
         limit = self.context.options.max_body
         for k, v in scope.get("headers", ()):
-            if k.lower() == b"content-length" and v.strip().isdigit() and int(v) > limit:
+            if k.lower() != b"content-length":
+                continue
+            declared = parse_decimal(v.strip().decode("latin-1"))
+            if declared is not None and declared > limit:
                 raise HTTPError(413, f"request body larger than {limit} bytes")
 
     async def _options(self, scope: Scope, send: Send) -> None:

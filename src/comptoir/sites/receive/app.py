@@ -20,6 +20,7 @@ from comptoir.accesslog import client_label
 from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
+from comptoir.http.numbers import parse_decimal
 from comptoir.http.paths import real_root, unquote_bytes
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
@@ -307,6 +308,7 @@ def _content_length(scope: Scope) -> int | None:
     text = _header(scope, b"content-length").strip()
     if not text:
         return None
-    if not text.isdigit() or not text.isascii():
+    length = parse_decimal(text)
+    if length is None:
         raise HTTPError(400, "Malformed Content-Length")
-    return int(text)
+    return length
