@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import re
 import tarfile
 import time
 import zipfile
@@ -137,6 +138,27 @@ async def test_browsers_get_a_landing_page_with_a_qr_code(share: Any, tree: Path
         )
         in page
     )
+
+
+@pytest.mark.parametrize(
+    ("options", "name", "size_shown"),
+    [
+        ({}, "share.zip", True),  # stored: its size is known before it is made
+        ({"compress": True}, "share.zip", False),
+        ({"archive": "tar"}, "share.tar", True),
+        ({"archive": "tar.gz"}, "share.tar.gz", False),
+    ],
+)
+async def test_landing_page_for_every_archive_format(
+    share: Any, tree: Path, options: dict[str, Any], name: str, size_shown: bool
+) -> None:
+    s = share(tree / "report.pdf", tree / "photos", **options)
+    r = await s.client.get(s.url, headers=AS_HTML)
+    assert r.status_code == 200
+    summary = re.search(r'<span class="summary">([^<]*)</span>', r.text)
+    assert summary is not None
+    assert summary[1].startswith(name)
+    assert ("," in summary[1]) == size_shown
 
 
 async def test_qr_and_page_escape_a_hostile_host_header(share: Any, tree: Path) -> None:

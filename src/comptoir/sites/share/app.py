@@ -669,8 +669,10 @@ class ShareSite:
         )
         for entry in items:
             entry["human_size"] = human_size(entry["size"])
-        if archive is not None and archive["size"] is not None:
-            archive["human_size"] = human_size(archive["size"])
+        if archive is not None:
+            # A compressed archive's size is not known before it is made: no size shown.
+            size = archive["size"]
+            archive["human_size"] = human_size(size) if size is not None else ""
         url = self._public_url(scope)
         body = render(
             "share.html",
