@@ -6,6 +6,7 @@ import errno
 import json
 import os
 import pickle
+import re
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -666,3 +667,23 @@ async def test_absurd_content_length_is_413_not_500(tmp_path: Path) -> None:
     assert status == 413
     assert read == 0
     assert listing(tmp_path) == []
+
+
+async def test_many_files_of_one_name_get_numbered_then_random_names(
+    client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    from comptoir.sites.receive.upload import MAX_NUMBERED
+
+    count = MAX_NUMBERED + 30
+    files = [("file", ("a.txt", str(i).encode())) for i in range(count)]
+    async with client() as c:
+        r = await c.post(f"/{TOKEN}/", files=files, headers={"Accept": "application/json"})
+        assert r.status_code == 201, r.text
+        names = [f["name"] for f in r.json()["files"]]
+    assert names[:3] == ["a.txt", "a (1).txt", "a (2).txt"]
+    assert names[MAX_NUMBERED - 1] == f"a ({MAX_NUMBERED - 1}).txt"
+    # Past the numbered names, a random suffix: no file tries thousands of taken names.
+    assert all(re.fullmatch(r"a \([0-9a-f]{6}\)\.txt", n) for n in names[MAX_NUMBERED:])
+    assert len(set(names)) == count
+    for i, name in enumerate(names):
+        assert (tmp_path / name).read_bytes() == str(i).encode()

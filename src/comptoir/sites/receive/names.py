@@ -95,8 +95,8 @@ def safe_name(text: str) -> str:
     return clean_component(text) or FALLBACK
 
 
-def numbered(name: str, n: int) -> str:
-    """The n-th alternative to a taken `name`: `photo (2).jpg`, still at most 255 bytes."""
+def numbered(name: str, n: int | str) -> str:
+    """An alternative to a taken `name`: `photo (2).jpg`, still at most 255 bytes."""
     stem, ext = split_extension(name)
     suffix = f" ({n})"
     budget = MAX_BYTES - len(suffix) - len(ext.encode("utf-8"))

@@ -18,7 +18,7 @@ import errno
 import os
 import re
 import secrets
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -41,8 +41,10 @@ MAX_FILES = 1000
 MULTIPART_OVERHEAD = 64 * 1024
 # --max-total is reserved in the shared store by blocks, not per chunk.
 QUOTA_BLOCK = 8 * 1024 * 1024
-# Candidates tried for a free name: `a.txt`, `a (1).txt`, … `a (99999).txt`.
-MAX_NUMBERED = 100_000
+# Taken names are tried as `name (1)` … `name (99)`, then with a random suffix: a folder holding
+# thousands of copies of one name must not make each new one try thousands of links.
+MAX_NUMBERED = 100
+RANDOM_TRIES = 20
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # File systems without hard links (FAT, some network shares) answer os.link with one of these.
@@ -193,10 +195,19 @@ class PartFile:
         except OSError as exc:
             raise disk_error(exc) from None
 
+    def _candidates(self) -> Iterator[str]:
+        yield self.name
+        for n in range(1, MAX_NUMBERED):
+            yield numbered(self.name, str(n))
+        for _ in range(RANDOM_TRIES):
+            yield numbered(self.name, secrets.token_hex(3))
+
     def link(self) -> str:
-        """Give the file its final name, the first free one of `name`, `name (1)`…; return it."""
-        for n in range(MAX_NUMBERED):
-            candidate = self.name if n == 0 else numbered(self.name, n)
+        """Give the file its final name, the first free one of `name`, `name (1)`…; return it.
+
+        Blocking (a link per name tried): called in a thread.
+        """
+        for candidate in self._candidates():
             try:
                 os.link(self.tmp, candidate, src_dir_fd=self.tmp_dir_fd, dst_dir_fd=self.dir_fd)
             except FileExistsError:
@@ -338,8 +349,8 @@ class Upload:
         self.current = None
         for part in self.parts:
             await part.sync()
-        for part in self.parts:
-            part.link()
+        # In a thread: with many taken names, trying them must not stall every other request.
+        await asyncio.to_thread(lambda: [part.link() for part in self.parts])
         # The new names are durable only once their folders are (fsync each folder once).
         synced: set[str] = set()
         for part in self.parts:
