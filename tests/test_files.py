@@ -869,3 +869,16 @@ async def test_absurd_range_numbers_are_answered_not_500(
     r = await client.get("/f.txt", headers={"range": spec.encode("utf-8")})
     assert r.status_code == status
     assert r.content == content
+
+
+def test_resolve_cache_skips_very_long_paths() -> None:
+    # Many padded spellings of one file (`/./././a.txt`) must not fill memory with keys.
+    from comptoir.http.paths import MAX_CACHED_PATH, ResolveCache, Resolved
+
+    cache = ResolveCache(1.0)
+    r = Resolved("/srv/a.txt", ("a.txt",), False)
+    long_path = b"/." * (MAX_CACHED_PATH // 2) + b"/a.txt"
+    cache.put(long_path, r)
+    assert cache.get(long_path) is None
+    cache.put(b"/a.txt", r)
+    assert cache.get(b"/a.txt") is r

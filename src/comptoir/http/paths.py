@@ -118,6 +118,11 @@ def reachable(root: str, path: str, *, hidden: bool = False) -> str | None:
     return real
 
 
+# Longer URL paths are resolved afresh each time: the cache holds at most this many bytes of keys
+# per entry (10,000 entries: 10 MB at worst).
+MAX_CACHED_PATH = 1024
+
+
 class ResolveCache:
     """Recent resolutions of raw URL paths, trusted for `ttl` seconds.
 
@@ -148,7 +153,10 @@ class ResolveCache:
         return hit[0]
 
     def put(self, raw_path: bytes, resolved: Resolved) -> None:
-        """Remember a fresh resolution."""
+        """Remember a fresh resolution (of a path of reasonable length)."""
+        if len(raw_path) > MAX_CACHED_PATH:
+            # Padded spellings of one path (`/./././a`) would otherwise fill memory with keys.
+            return
         if len(self._entries) >= self.max_entries and raw_path not in self._entries:
             # Bounded without tracking recency on the hot path (as FileCache does).
             self._entries.clear()
