@@ -806,3 +806,17 @@ def test_quiet_board_draws_nothing(capfd: pytest.CaptureFixture[str]) -> None:
     board.close()
     assert capfd.readouterr() == ("", "")
     assert board.complete == 1
+
+
+def test_archives_leave_out_names_no_url_could_reach(tmp_path: Path) -> None:
+    # `a\..\..\evil.bat` would escape the folder of a Windows extractor; a control character
+    # would reach the recipient's terminal through `unzip -l`.
+    d = tmp_path / "shared"
+    d.mkdir()
+    (d / "ok.txt").write_text("ok")
+    (d / "a\\..\\..\\evil.bat").write_text("z")
+    (d / "red\x1b[31m").write_text("y")
+    names = [m.arcname for m in walk(shared_items((d,)))]
+    assert names == ["shared/", "shared/ok.txt"]
+    data = b"".join(make_archive("zip", list(walk(shared_items((d,))))).chunks())
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["shared/", "shared/ok.txt"]

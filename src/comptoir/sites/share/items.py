@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from comptoir.http.paths import reachable
+from comptoir.http.paths import linkable_name, reachable
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,9 @@ def _walk_folder(item: SharedItem, folder: str, prefix: str, visited: set[str]) 
     except OSError:
         return
     for de in entries:
-        if de.name.startswith("."):
+        if not linkable_name(de.name):
+            # What no URL can name (dotfiles, backslashes, control characters) is not shared:
+            # in an archive, `a\..\..\x` would escape the folder of a Windows extractor.
             continue
         try:
             real = reachable(item.path, de.path) if de.is_symlink() else de.path
