@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -453,6 +454,9 @@ async def test_basic_auth_for_scripts_needs_no_csrf_token() -> None:
         assert (await c.get("/", auth=("anyone", "nope"))).status_code == 401
         r = await c.get("/", headers={"Authorization": "Basic !!!"})
         assert r.status_code == 400
+        # A password that is not UTF-8 is a wrong password, not a server error.
+        not_utf8 = base64.b64encode(b"anyone:\xff").decode()
+        assert (await c.get("/", headers={"Authorization": f"Basic {not_utf8}"})).status_code == 401
 
 
 async def test_capability_token_is_a_second_factor() -> None:

@@ -77,8 +77,16 @@ def check_hash(stored: str) -> None:
 def verify_password(password: str, stored: str) -> bool:
     """True if `password` matches the stored hash (constant-time comparison)."""
     n, r, p, salt, expected = _parse(stored)
+    # A client may send bytes that are not UTF-8 (kept as surrogate escapes): the bytes it sent
+    # are what is compared, never an error.
     digest = hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=_MAXMEM, dklen=len(expected)
+        password.encode("utf-8", "surrogateescape"),
+        salt=salt,
+        n=n,
+        r=r,
+        p=p,
+        maxmem=_MAXMEM,
+        dklen=len(expected),
     )
     return hmac.compare_digest(digest, expected)
 
