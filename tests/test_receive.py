@@ -687,3 +687,24 @@ async def test_many_files_of_one_name_get_numbered_then_random_names(
     assert len(set(names)) == count
     for i, name in enumerate(names):
         assert (tmp_path / name).read_bytes() == str(i).encode()
+
+
+async def test_a_request_of_many_files_holds_one_descriptor_per_folder(
+    client: Callable[..., httpx.AsyncClient], tmp_path: Path
+) -> None:
+    import resource
+
+    files = [("file", (f"f{i}.txt", b"x")) for i in range(400)]
+    files += [("file", (f"sub/g{i}.txt", b"y")) for i in range(100)]
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    open_now = len(os.listdir("/proc/self/fd"))
+    async with client() as c:
+        # Room for the test's own descriptors, far fewer than one per file.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + 100, hard))
+        try:
+            r = await c.post(f"/{TOKEN}/", files=files, headers={"Accept": "application/json"})
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert r.status_code == 201, r.text
+    assert len(r.json()["files"]) == 500
+    assert len(list((tmp_path / "sub").iterdir())) == 100

@@ -325,8 +325,12 @@ def test_browser_upload(tmp_path: Path) -> None:
             # Uploading the same name again shows the name it was saved under.
             page.set_input_files("#files", [str(src / "one.txt")])
             expect(page.locator("#queue")).to_contain_text("saved as one (1).txt")
-            # A slow upload shows its progress and speed, and can be cancelled.
-            cdp = page.context.new_cdp_session(page)
+            assert errors == []
+            # A slow upload shows its progress and speed, and can be cancelled. In a page of its
+            # own (a new context: its own connections), throttled before it opens any: a
+            # connection kept alive from before may escape Chromium's throttling.
+            slow_page = browser.new_page()
+            cdp = slow_page.context.new_cdp_session(slow_page)
             cdp.send("Network.enable")
             cdp.send(
                 "Network.emulateNetworkConditions",
@@ -334,15 +338,15 @@ def test_browser_upload(tmp_path: Path) -> None:
                     "offline": False,
                     "latency": 0,
                     "downloadThroughput": -1,
-                    "uploadThroughput": 256 * 1024,
+                    "uploadThroughput": 64 * 1024,
                 },
             )
-            page.set_input_files("#files", [str(src / "slow.bin")])
-            slow = page.locator("#queue .upload", has_text="slow.bin")
+            slow_page.goto(srv.url)
+            slow_page.set_input_files("#files", [str(src / "slow.bin")])
+            slow = slow_page.locator("#queue .upload", has_text="slow.bin")
             expect(slow.locator(".status")).to_contain_text("/s", timeout=10_000)
             slow.locator("button.cancel").click()
             expect(slow.locator(".status")).to_have_text("cancelled")
-            assert errors == []
         finally:
             browser.close()
         # The cancelled upload left nothing.

@@ -31,6 +31,7 @@ from comptoir.sites.receive.upload import (
     Limits,
     Quota,
     Saved,
+    TrackedBody,
     Upload,
     multipart_boundary,
     receive_multipart,
@@ -124,14 +125,15 @@ class ReceiveSite:
         quota = Quota(self.store, self.key + "bytes", self.limits.max_total)
         upload = Upload(self.root, self.limits, quota, self.options.run_id)
         self.in_flight.add(upload)
+        body = TrackedBody(receive)
         try:
             if path is not None:
                 self._refuse_early_put(upload.quota, length)
-                await receive_put(receive, upload, path, length)
+                await receive_put(body.receive, upload, path, length)
             else:
                 boundary = multipart_boundary(_header(scope, b"content-type"))
                 self._refuse_early_post(upload.quota, length)
-                await receive_multipart(receive, upload, boundary)
+                await receive_multipart(body.receive, upload, boundary)
             counted = self._take_count(len(upload.parts))
             try:
                 saved = await upload.commit()
@@ -147,7 +149,12 @@ class ReceiveSite:
             return
         except HTTPError as exc:
             upload.abort()
-            # The rest of the body is not read: the connection cannot carry another request.
+            if body.started and not body.ended:
+                # Refused in the middle of the body (a limit passed): a client still sending
+                # would get a reset, not this answer, if we closed now. Read (and drop) a bounded
+                # amount of what is left first, as nginx's lingering close does.
+                await body.drain()
+            # The rest of the body may be unread: the connection cannot carry another request.
             headers = {**exc.headers, "Connection": "close"}
             raise HTTPError(exc.status, exc.message, headers) from None
         except BaseException:

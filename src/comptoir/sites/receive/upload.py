@@ -30,7 +30,7 @@ from comptoir.errors import HTTPError
 from comptoir.http.listing import human_size
 from comptoir.sites.receive.names import MAX_DEPTH, numbered, safe_components
 from comptoir.state import StateStore
-from comptoir.types import Receive
+from comptoir.types import Message, Receive
 
 PART_PREFIX = ".comptoir-upload-"
 PART_SUFFIX = ".part"
@@ -83,6 +83,9 @@ def disk_error(exc: OSError) -> HTTPError:
     """The answer for a failed write: 507 when the disk is full, else a plain server error."""
     if exc.errno in _DISK_FULL:
         return HTTPError(507, "Not enough free space on the server's disk")
+    if exc.errno in (errno.EMFILE, errno.ENFILE):
+        # Busy, not broken: the same request may succeed a moment later.
+        return HTTPError(503, "The server has too many files open; try again", {"Retry-After": "5"})
     return HTTPError(500, "The server could not save the file")
 
 
@@ -153,8 +156,9 @@ class PartFile:
     def __init__(
         self, tmp_dir_fd: int, dir_fd: int, folder: str, name: str, sent_as: str, tag: str
     ) -> None:
-        self.tmp_dir_fd = tmp_dir_fd  # borrowed
-        self.dir_fd = dir_fd  # owned
+        # Both borrowed from the Upload, which opens each folder once for all its files.
+        self.tmp_dir_fd = tmp_dir_fd
+        self.dir_fd = dir_fd
         self.folder = folder
         self.name = name
         self.sent_as = sent_as
@@ -254,12 +258,6 @@ class PartFile:
                 os.unlink(self.final, dir_fd=self.dir_fd)
             self.final = None
 
-    def close_dir(self) -> None:
-        """Release the destination folder's descriptor."""
-        if self.dir_fd >= 0:
-            os.close(self.dir_fd)
-            self.dir_fd = -1
-
 
 class Upload:
     """The files of one request: written under temporary names, then all kept or all removed."""
@@ -277,6 +275,9 @@ class Upload:
         self.current: PartFile | None = None
         self.done = False
         self._root_fd: int | None = None
+        # One descriptor per destination folder, shared by its files: a request of 1,000 files
+        # in one folder holds one, not 1,000.
+        self._folder_fds: dict[tuple[str, ...], int] = {}
 
     def _root(self) -> int:
         if self._root_fd is None:
@@ -294,20 +295,22 @@ class Upload:
         if len(folders) > MAX_DEPTH:
             raise HTTPError(400, f"Path too deep (at most {MAX_DEPTH} folders)")
         root_fd = self._root()
-        dir_fd = self._open_folder(root_fd, folders)
-        try:
-            same_fs = not folders or os.fstat(dir_fd).st_dev == os.fstat(root_fd).st_dev
-            tmp_dir_fd = root_fd if same_fs else dir_fd
-            part = PartFile(tmp_dir_fd, dir_fd, "/".join(folders), name, sent_as, self.tag)
-        except BaseException:
-            os.close(dir_fd)
-            raise
+        dir_fd = self._folder_fds.get(folders)
+        if dir_fd is None:
+            dir_fd = self._open_folder(root_fd, folders)
+            self._folder_fds[folders] = dir_fd
+        same_fs = not folders or os.fstat(dir_fd).st_dev == os.fstat(root_fd).st_dev
+        tmp_dir_fd = root_fd if same_fs else dir_fd
+        part = PartFile(tmp_dir_fd, dir_fd, "/".join(folders), name, sent_as, self.tag)
         self.parts.append(part)
         self.current = part
         return part
 
     def _open_folder(self, root_fd: int, folders: tuple[str, ...]) -> int:
-        fd = os.dup(root_fd)
+        try:
+            fd = os.dup(root_fd)
+        except OSError as exc:
+            raise disk_error(exc) from None
         path = ""
         try:
             for folder in folders:
@@ -352,14 +355,11 @@ class Upload:
         # In a thread: with many taken names, trying them must not stall every other request.
         await asyncio.to_thread(lambda: [part.link() for part in self.parts])
         # The new names are durable only once their folders are (fsync each folder once).
-        synced: set[str] = set()
-        for part in self.parts:
-            if part.folder not in synced:
-                synced.add(part.folder)
-                try:
-                    await asyncio.to_thread(_fsync_and_close, os.dup(part.dir_fd))
-                except OSError as exc:
-                    raise disk_error(exc) from None
+        for dir_fd in self._folder_fds.values():
+            try:
+                await asyncio.to_thread(os.fsync, dir_fd)
+            except OSError as exc:
+                raise disk_error(exc) from None
         self.done = True
         self.quota.settle(self.total)
         self._close()
@@ -381,8 +381,9 @@ class Upload:
         self.quota.settle(0)
 
     def _close(self) -> None:
-        for part in self.parts:
-            part.close_dir()
+        for fd in self._folder_fds.values():
+            os.close(fd)
+        self._folder_fds.clear()
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
@@ -429,6 +430,37 @@ def _fsync_and_close(fd: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+# What is read and dropped of a refused body, at most, before the answer goes out.
+DRAIN_BYTES = 16 * 1024 * 1024
+DRAIN_SECONDS = 2.0
+
+
+class TrackedBody:
+    """A request's `receive`, remembering whether its body has begun and ended."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.started = False
+        self.ended = False
+
+    async def receive(self) -> Message:
+        """The next ASGI message, noting where the body is."""
+        message = await self._receive()
+        self.started = True
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self.ended = True
+        return message
+
+    async def drain(self) -> None:
+        """Read and drop the rest of the body: at most DRAIN_BYTES, for DRAIN_SECONDS."""
+        dropped = 0
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                while not self.ended and dropped <= DRAIN_BYTES:
+                    message = await self.receive()
+                    dropped += len(message.get("body", b""))
 
 
 async def body_chunks(receive: Receive) -> AsyncIterator[bytes]:

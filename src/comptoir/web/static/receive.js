@@ -112,6 +112,12 @@
       job.status.textContent = `${humanSize(e.loaded)} of ${humanSize(total)}` +
         (speed ? ` · ${humanSize(speed)}/s` : "");
     };
+    xhr.upload.onload = () => {
+      // Every byte is sent: the server is saving the file, and cancelling now could not undo
+      // that, so the button goes (the page must not say "cancelled" of a file that was saved).
+      job.cancel.disabled = true;
+      job.status.textContent = "saving…";
+    };
     xhr.onload = () => {
       let answer = null;
       try {
