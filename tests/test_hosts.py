@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -309,3 +310,27 @@ async def test_overlong_host_is_400_and_not_cached() -> None:
 async def test_encoded_slashes_around_a_prefix(path: str, raw: bytes, expected: str) -> None:
     sent = await call(ROUTER, {"path": path, "raw_path": raw, "headers": [(b"host", b"a.example")]})
     assert sent[1]["body"].decode() == expected
+
+
+async def test_redirects_under_a_non_ascii_mount_are_percent_encoded(
+    tmp_path: Path, aclient: Callable[[ASGIApp], httpx.AsyncClient]
+) -> None:
+    from comptoir.app import build_app
+    from comptoir.config import Config, ServerOptions, SiteConfig
+    from comptoir.sites.share import ShareOptions
+    from comptoir.sites.static import StaticOptions
+
+    (tmp_path / "d").mkdir()
+    token = "T" * 22
+    sites = (
+        SiteConfig("static", StaticOptions(root=tmp_path), path="/文档", default=True),
+        SiteConfig("share", ShareOptions(paths=(tmp_path / "d",), token=token), path="/共享"),
+    )
+    app = build_app(Config(server=ServerOptions(quiet=True), sites=sites))
+    async with aclient(app) as c:
+        r = await c.get("/文档/d")
+        assert r.status_code == 301
+        assert r.headers["location"] == "/%E6%96%87%E6%A1%A3/d/"
+        r = await c.get(f"/共享/{token}")
+        assert r.status_code in (301, 308)
+        assert r.headers["location"] == f"/%E5%85%B1%E4%BA%AB/{token}/"

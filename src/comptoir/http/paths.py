@@ -198,6 +198,18 @@ def url_for_parts(
     return url
 
 
+# Everything RFC 3986 allows in a URL as it is (percent escapes included).
+_URL_SAFE = "/:?#[]@!$&'()*+,;=%-._~"
+
+
+def location_value(url: str) -> bytes:
+    """A URL as a `Location` header value: anything beyond ASCII percent-encoded (as UTF-8).
+
+    Links built from a site's mount path (`/文档/`) would otherwise fail to encode as a header.
+    """
+    return quote(url, safe=_URL_SAFE, errors="surrogateescape").encode("ascii")
+
+
 def display_name(name: str) -> str:
     """A name fit for showing to a person: undecodable bytes shown as U+FFFD."""
     return os.fsencode(name).decode("utf-8", "replace")

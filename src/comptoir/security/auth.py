@@ -40,6 +40,7 @@ from urllib.parse import parse_qs, quote, unquote_plus
 
 from comptoir.http.cookies import delete_cookie, request_cookie, set_cookie
 from comptoir.http.errors import send_error
+from comptoir.http.paths import location_value
 from comptoir.security.passwords import verify_password
 from comptoir.security.sessions import LoginThrottle, Session, Sessions
 from comptoir.state import StateStore
@@ -502,7 +503,7 @@ async def _send_redirect(
 ) -> None:
     """303 See Other to `location` (a path on this site)."""
     all_headers = [
-        (b"location", location.encode("latin-1")),
+        (b"location", location_value(location)),
         (b"content-length", b"0"),
         (b"cache-control", b"no-store"),
         *(headers or []),

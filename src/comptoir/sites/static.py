@@ -12,6 +12,7 @@ from comptoir.http.errors import send_error, wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
 from comptoir.http.paths import (
     ResolveCache,
+    location_value,
     quote_name,
     reachable,
     real_root,
@@ -127,7 +128,7 @@ class StaticSite:
             location += "?" + scope["query_string"].decode("latin-1")
         body = b"Moved Permanently\n"
         headers = [
-            (b"location", location.encode("latin-1")),
+            (b"location", location_value(location)),
             (b"content-type", b"text/plain; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"x-content-type-options", b"nosniff"),

@@ -12,6 +12,7 @@ from urllib.parse import parse_qs
 
 from comptoir.http.cookies import delete_cookie, set_cookie
 from comptoir.http.errors import send_error
+from comptoir.http.paths import location_value
 from comptoir.types import ASGIApp, Receive, Scope, Send
 from comptoir.web.page import THEME_COOKIE, THEMES
 
@@ -67,7 +68,7 @@ class ThemeSwitch:
                 same_site="Lax",
             )
         headers = [
-            (b"location", location.encode("latin-1")),
+            (b"location", location_value(location)),
             cookie,
             (b"content-length", b"0"),
             (b"cache-control", b"no-store"),

@@ -13,6 +13,7 @@ from typing import Any
 from starlette.responses import Response
 
 from comptoir.errors import HTTPError
+from comptoir.http.paths import location_value
 
 TEXT = "text/plain; charset=utf-8"
 HTML = "text/html; charset=utf-8"
@@ -135,7 +136,12 @@ def choose_status(spec: str, rng: random.Random | None = None) -> int:
 def status_response(code: int, prefix: str) -> Response:
     """The answer of `/status/{code}`, with httpbin's special headers and bodies."""
     if code in (301, 302, 303, 305, 307):
-        return Response(b"", code, {"location": prefix + "/redirect/1"}, media_type=HTML)
+        return Response(
+            b"",
+            code,
+            {"location": location_value(prefix + "/redirect/1").decode()},
+            media_type=HTML,
+        )
     if code == 401:
         return Response(b"", code, {"www-authenticate": 'Basic realm="Fake Realm"'})
     if code == 402:

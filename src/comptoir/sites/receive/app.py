@@ -21,7 +21,7 @@ from comptoir.errors import HTTPError
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
 from comptoir.http.numbers import parse_decimal
-from comptoir.http.paths import real_root, unquote_bytes
+from comptoir.http.paths import location_value, real_root, unquote_bytes
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.receive import ReceiveOptions
@@ -264,7 +264,7 @@ class ReceiveSite:
     async def _redirect(self, scope: Scope, send: Send, location: str) -> None:
         if scope.get("query_string"):
             location += "?" + scope["query_string"].decode("latin-1")
-        headers = [(b"location", location.encode("latin-1"))]
+        headers = [(b"location", location_value(location))]
         body = b"Moved Permanently\n"
         await _send(send, 301, body, b"text/plain; charset=utf-8", headers=headers)
 

@@ -40,7 +40,13 @@ from comptoir.http.files import (
 )
 from comptoir.http.listing import human_size
 from comptoir.http.mime import content_type
-from comptoir.http.paths import display_name, quote_name, resolve_path, unquote_bytes
+from comptoir.http.paths import (
+    display_name,
+    location_value,
+    quote_name,
+    resolve_path,
+    unquote_bytes,
+)
 from comptoir.http.ranges import Unsatisfiable, parse_range
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
@@ -746,7 +752,7 @@ class ShareSite:
         if scope.get("query_string"):
             # `f/folder?archive` must stay a request for the archive once at `f/folder/`.
             location += "?" + scope["query_string"].decode("latin-1")
-        headers = [(b"location", location.encode("latin-1"))]
+        headers = [(b"location", location_value(location))]
         body = b"Moved Permanently\n"
         await _send(
             send, 301, body, b"text/plain; charset=utf-8", head=_is_head(scope), headers=headers
