@@ -171,6 +171,15 @@ def test_resolve_password_from_each_source(tmp_path: Path) -> None:
     assert resolved.password is False
     assert resolved.password_hash and verify_password("typed", resolved.password_hash)
 
+    # --password with the variable set: the variable answers, nothing is asked.
+    def no_prompt() -> str:
+        raise AssertionError("asked")
+
+    env = {PASSWORD_ENV: "scripted"}
+    resolved = resolve_password(ServerOptions(password=True), env, prompt=no_prompt)
+    assert resolved.password_hash and verify_password("scripted", resolved.password_hash)
+    assert env == {}
+
     assert resolve_password(ServerOptions(), {}) == ServerOptions()
     given = ServerOptions(password_hash=HASH)
     assert resolve_password(given, {}) == given

@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import click
+import click.testing
 import pytest
 
 from comptoir import __version__
@@ -388,3 +389,11 @@ async def test_access_log_text_line_starts_with_the_local_time() -> None:
     first = (await log_lines("text", b"/one", b""))[0]
     stamp = datetime.strptime(first[:19], "%Y-%m-%d %H:%M:%S")
     assert before <= stamp <= datetime.now()
+
+
+def test_usage_shows_an_optional_folder_in_brackets() -> None:
+    runner = click.testing.CliRunner()
+    serve = runner.invoke(cli, ["serve", "--help"], prog_name="comptoir").output
+    assert "Usage: comptoir serve [OPTIONS] [DIR]" in serve
+    share = runner.invoke(cli, ["share", "--help"], prog_name="comptoir").output
+    assert "Usage: comptoir share [OPTIONS] PATH..." in share

@@ -625,3 +625,29 @@ def test_check_runs_the_server_checks_too(
     assert (code, out) == (2, "")
     assert err.startswith("comptoir: error: ")
     assert "--key needs --cert" in err
+
+
+@pytest.mark.parametrize(
+    ("server", "message"),
+    [
+        ('password-file = "missing"', "cannot read --password-file"),
+        ('password-hash = "x"', "password-hash: not a comptoir password hash"),
+    ],
+)
+def test_check_finds_what_run_would_refuse_about_the_password(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    server: str,
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write(tmp_path, f"[server]\n{server}\n" + SITE)
+    code, out, err = run_cli(["check", "sites.toml"], capsys)
+    assert (code, out) == (2, "")
+    assert message in err
+    # A readable file is fine, and its password is not printed.
+    (tmp_path / "pw").write_text("s3cret\n")
+    write(tmp_path, '[server]\npassword-file = "pw"\n' + SITE)
+    code, out, err = run_cli(["check", "sites.toml"], capsys)
+    assert code == 0 and "s3cret" not in out + err

@@ -430,7 +430,7 @@ async def test_redirect_service_answers_on_a_real_socket() -> None:
     addresses = await service.start()
     try:
         assert len(addresses) == 1 and addresses[0].startswith("http://127.0.0.1:")
-        port = int(addresses[0].rsplit(":", 1)[1])
+        port = int(addresses[0].rstrip("/").rsplit(":", 1)[1])
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         writer.write(
             b"POST /up?x=1 HTTP/1.1\r\nHost: localhost:" + str(port).encode() + b"\r\n\r\n"
@@ -450,7 +450,7 @@ async def test_redirect_of_a_large_post_is_not_a_reset() -> None:
     [address] = await service.start()
     try:
         async with httpx.AsyncClient() as c:
-            r = await c.post(address + "/up?x=1", content=b"x" * 4_000_000)
+            r = await c.post(address + "up?x=1", content=b"x" * 4_000_000)
         assert r.status_code == 308
         assert r.headers["location"] == "https://127.0.0.1:8443/up?x=1"
     finally:
@@ -465,7 +465,7 @@ async def test_redirect_listener_limits_connections_and_idle_clients(
     monkeypatch.setattr(redirect, "READ_TIMEOUT", 0.3)
     service = RedirectToHTTPS("127.0.0.1", 0, 8443, max_connections=2)
     [address] = await service.start()
-    port = int(address.rsplit(":", 1)[1])
+    port = int(address.rstrip("/").rsplit(":", 1)[1])
     try:
         silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
         await asyncio.sleep(0.05)

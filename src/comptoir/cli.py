@@ -74,15 +74,18 @@ def click_params(cls: type[Any]) -> list[click.Parameter]:
             continue
         envvar = ENV_PREFIX + opt.name.upper() if s.env else None
         if s.argument:
+            required = opt.is_sequence and not opt.default
+            metavar = s.argument.upper() + ("..." if opt.is_sequence else "")
             params.append(
                 click.Argument(
                     [opt.name],
                     type=click_type(opt),
                     nargs=-1 if opt.is_sequence else 1,
-                    required=opt.is_sequence and not opt.default,
+                    required=required,
                     default=None if opt.is_sequence else opt.default,
                     envvar=envvar,
-                    metavar=s.argument.upper() + ("..." if opt.is_sequence else ""),
+                    # Usage shows an optional argument in brackets: `serve [OPTIONS] [DIR]`.
+                    metavar=metavar if required else f"[{metavar}]",
                 )
             )
             continue
@@ -214,12 +217,17 @@ def check(sites_file: Path) -> None:
 
     Prints a summary and exits 0, or lists every problem with its line and exits 2.
     """
+    from comptoir.security.passwords import password_problems
     from comptoir.server import Server
     from comptoir.sitesfile import load_sites_file, summary
 
     config = load_sites_file(sites_file)
-    # The server's own checks too (TLS files...): everything `run` checks before it binds.
+    # The server's own checks too (TLS files, the password's file or hash): everything `run`
+    # checks before it binds.
     Server(config).check()
+    problems = password_problems(config.server)
+    if problems:
+        raise ConfigError("; ".join(problems))
     # Loaded again: what differs between the two loads (a random token) is shown as such.
     click.echo(summary(config, str(sites_file), redrawn=load_sites_file(sites_file)))
 

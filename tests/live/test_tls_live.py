@@ -62,6 +62,7 @@ def tls_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSRun]:
 def test_https_with_a_client_trusting_only_the_local_ca(tls_run: TLSRun) -> None:
     assert tls_run.url.startswith("https://127.0.0.1:")
     assert tls_run.redirect_url.startswith("http://127.0.0.1:")
+    assert tls_run.redirect_url.endswith("/")  # printed like every other URL
     context = ssl.create_default_context(cafile=str(tls_run.ca_file))
     r = httpx.get(tls_run.url + "a.txt", verify=context)
     assert r.status_code == 200 and r.text == "hello\n"
@@ -138,14 +139,14 @@ def test_tls_1_2_is_the_minimum(tls_run: TLSRun) -> None:
 
 
 def test_plain_http_is_redirected_to_https(tls_run: TLSRun) -> None:
-    r = httpx.get(tls_run.redirect_url + "/a.txt?x=1&y=2")
+    r = httpx.get(tls_run.redirect_url + "a.txt?x=1&y=2")
     assert r.status_code == 308
     assert r.headers["location"] == tls_run.url + "a.txt?x=1&y=2"
-    posted = httpx.post(tls_run.redirect_url + "/up", content=b"data")
+    posted = httpx.post(tls_run.redirect_url + "up", content=b"data")
     assert posted.status_code == 308
     context = ssl.create_default_context(cafile=str(tls_run.ca_file))
     with httpx.Client(verify=context, follow_redirects=True) as c:
-        final = c.get(tls_run.redirect_url + "/a.txt")
+        final = c.get(tls_run.redirect_url + "a.txt")
         assert final.status_code == 200 and final.text == "hello\n"
         assert str(final.url) == tls_run.url + "a.txt"
 
@@ -342,7 +343,7 @@ def test_sites_toml_server_table_gives_https_password_and_redirect(tmp_path: Pat
             time.sleep(0.1)  # the workers start after the URLs are printed
         assert status == " 401"
         assert fetch("-u", "any:from the file") == "blog\n 200"
-        r = httpx.get(redirect_url + "/a.txt", headers={"Host": "blog.test"})
+        r = httpx.get(redirect_url + "a.txt", headers={"Host": "blog.test"})
         assert r.status_code == 308
         assert r.headers["location"] == f"https://blog.test:{port}/a.txt"
     finally:

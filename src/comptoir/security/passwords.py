@@ -115,6 +115,15 @@ def _read_password_file(path: Path) -> str:
     return line.rstrip("\r\n")
 
 
+def password_problems(options: ServerOptions) -> list[str]:
+    """What `resolve_password` would refuse (a file missing, a bad hash), asking nothing."""
+    try:
+        resolve_password(options, env={}, prompt=lambda: "not asked")
+    except ConfigError as exc:
+        return [str(exc)]
+    return []
+
+
 def resolve_password(
     options: ServerOptions,
     env: MutableMapping[str, str] | None = None,
@@ -145,7 +154,8 @@ def resolve_password(
             raise ConfigError(f"password-hash: {exc}") from None
         return options
     if options.password:
-        password = prompt()
+        # A script (or a container) can answer the prompt in advance with the variable.
+        password = from_env if from_env is not None else prompt()
     elif options.password_file is not None:
         password = _read_password_file(options.password_file)
     elif from_env is not None:

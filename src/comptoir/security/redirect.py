@@ -92,7 +92,7 @@ class RedirectToHTTPS:
 
         sock = bind_socket(self.host, self.port)
         self.server = await asyncio.start_server(self._handle, sock=sock, limit=MAX_HEAD)
-        return [listen_urls(sock, self.host, scheme="http")[0][0]]
+        return [listen_urls(sock, self.host, scheme="http")[0][0] + "/"]
 
     async def stop(self) -> None:
         """Stop listening and drop open connections."""
