@@ -334,6 +334,18 @@ CASES: list[tuple[str, str, str]] = [
         " (did you mean 'site'?)",
     ),
     ("no_sites", "[server]\nport = 8000\n", "sites.toml:1: no sites: add a [[site]] table"),
+    ("empty_site_list", "site = []\n", "sites.toml:1: no sites: add a [[site]] table"),
+    ("grace_inf", "[server]\ngrace = inf\n" + SITE, "sites.toml:2: server.grace: must be a finite"),
+    (
+        "grace_absurd",
+        "[server]\ngrace = 1e10\n" + SITE,
+        "sites.toml:2: server.grace: not a duration: '10000000000.0'",
+    ),
+    (
+        "size_absurd",
+        '[[site]]\nhosts = ["a.example"]\nkind = "echo"\nmax-body = "' + "9" * 400 + '"\n',
+        "sites.toml:4: site[0].max-body: too large: ",
+    ),
     ("site_not_tables", 'site = "a.example"\n', "sites.toml:1: site: must be tables: [[site]]"),
     ("toml_syntax", SITE + "cache = \n", "sites.toml:5: invalid TOML: Invalid value (column 9)"),
     (

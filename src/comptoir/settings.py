@@ -9,6 +9,7 @@ is adding one field.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -152,6 +153,7 @@ def _convert_scalar(opt: OptionField, tp: Any, value: Any, where: str) -> Any:
             value = s.parse(value)
         except ValueError as exc:
             raise OptionError(where, opt.name, str(exc)) from None
+        _check_bounds(opt, value, where)
         return value
     choices = opt.choices
     if choices is not None:
@@ -171,10 +173,12 @@ def _convert_scalar(opt: OptionField, tp: Any, value: Any, where: str) -> Any:
             raise OptionError(where, opt.name, "must be a number")
         if tp is int and not isinstance(value, int):
             raise OptionError(where, opt.name, "must be a whole number")
-        if s.minimum is not None and value < s.minimum:
-            raise OptionError(where, opt.name, f"must be at least {s.minimum:g}")
-        if s.maximum is not None and value > s.maximum:
-            raise OptionError(where, opt.name, f"must be at most {s.maximum:g}")
+        if not math.isfinite(value):
+            raise OptionError(where, opt.name, "must be a finite number")
+        if s.parse is not None:
+            # A number for a size or duration (`grace = 30`) obeys the same rules as its text.
+            return _convert_scalar(opt, tp, str(value), where)
+        _check_bounds(opt, value, where)
         return tp(value)
     if tp is str:
         if not isinstance(value, str):
@@ -199,17 +203,39 @@ def options_from_mapping(cls: type[T], data: Mapping[str, Any], where: str) -> T
     return cls(**values)
 
 
+def _check_bounds(opt: OptionField, value: Any, where: str) -> None:
+    s = opt.setting
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return
+    if s.minimum is not None and value < s.minimum:
+        raise OptionError(where, opt.name, f"must be at least {s.minimum:g}")
+    if s.maximum is not None and value > s.maximum:
+        raise OptionError(where, opt.name, f"must be at most {s.maximum:g}")
+
+
+# Beyond these, a size or duration is a typo (and would overflow what it is handed to).
+MAX_SIZE = 2**60  # 1 EiB
+MAX_DURATION = 10 * 365 * 86400.0  # ten years
+
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+
+
+def _shown(text: str) -> str:
+    # A value quoted in an error line, cut short: the line must stay one readable line.
+    return repr(text if len(text) <= 40 else text[:37] + "...")
 
 
 def parse_size(text: str) -> int:
     """Parse `10M`, `1.5GiB`, `512k`, `2048` (bytes; binary multiples) into bytes."""
     m = _SIZE.match(text)
     if not m:
-        raise ValueError(f"not a size: {text!r} (try 10M, 2G, 512k)")
+        raise ValueError(f"not a size: {_shown(text)} (try 10M, 2G, 512k)")
     unit = (m.group(2) or "").lower().rstrip("b").rstrip("i")
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    size = float(m.group(1)) * _SIZE_UNITS[unit]
+    if not size <= MAX_SIZE:  # also catches inf from a number of 400 digits
+        raise ValueError(f"too large: {_shown(text)} (at most 1E)")
+    return int(size)
 
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)", re.IGNORECASE)
@@ -220,15 +246,17 @@ def parse_duration(text: str) -> float:
     """Parse `30s`, `30m`, `2h`, `1h30m`, `1d` or a bare number of seconds into seconds."""
     t = text.strip().lower()
     try:
-        return float(t)
+        total = float(t)
     except ValueError:
-        pass
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(t):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
-        pos = m.end()
-    if pos != len(t) or not t:
-        raise ValueError(f"not a duration: {text!r} (try 30s, 30m, 2h, 1h30m)")
+        pos, total = 0, 0.0
+        for m in _DURATION.finditer(t):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+            pos = m.end()
+        if pos != len(t) or not t:
+            raise ValueError(f"not a duration: {_shown(text)} (try 30s, 30m, 2h, 1h30m)") from None
+    # float() takes "inf" and "nan" too: neither is a duration anyone means.
+    if not 0 <= total <= MAX_DURATION:
+        raise ValueError(f"not a duration: {_shown(text)} (0 to 10 years, e.g. 30s, 2h, 7d)")
     return total

@@ -232,7 +232,7 @@ def _relative_to(options: Any, base: Path) -> Any:
 
 
 def _sites(raw: Any, report: _Report, base: Path) -> list[SiteConfig]:
-    if raw is None:
+    if raw is None or raw == []:
         report.add((), "no sites: add a [[site]] table")
         return []
     if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
