@@ -236,6 +236,12 @@ def test_address_not_on_this_machine(capsys: pytest.CaptureFixture[str], tmp_pat
     assert "cannot listen on 192.0.2.1" in line
 
 
+@pytest.mark.parametrize("host", ["a..b", ".a", "x" * 64 + ".example"])
+def test_malformed_host_name(capsys: pytest.CaptureFixture[str], tmp_path: Path, host: str) -> None:
+    line = fail_cli(capsys, "serve", str(tmp_path), "--host", host, "--port", "0")
+    assert line == f"comptoir: error: cannot listen on {host!r}: not a valid host name"
+
+
 # --- banner -----------------------------------------------------------------------------------
 
 

@@ -52,6 +52,9 @@ def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
         )
     except socket.gaierror as exc:
         raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}") from None
+    except (UnicodeError, ValueError):
+        # getaddrinfo's IDNA step refuses empty or over-long labels (`a..b`).
+        raise ConfigError(f"cannot listen on {host!r}: not a valid host name") from None
     if wildcard:
         # One dual-stack socket answers IPv4 and IPv6; fall back to IPv4 without IPv6 support.
         if socket.has_ipv6 and _ipv6_usable():

@@ -57,6 +57,9 @@ def bind_listener(host: str, port: int, kind: socket.SocketKind) -> socket.socke
             family, _, _, _, addr = infos[0]
     except socket.gaierror as exc:
         raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}") from None
+    except (UnicodeError, ValueError):
+        # getaddrinfo's IDNA step refuses empty or over-long labels (`a..b`).
+        raise ConfigError(f"cannot listen on {host!r}: not a valid host name") from None
     sock = socket.socket(family, kind)
     try:
         if kind == socket.SOCK_STREAM:
