@@ -584,3 +584,11 @@ def test_ca_commands(
     monkeypatch.setenv("COMPTOIR_TRUST_REFRESH", "false")
     code, out = run("install")
     assert code == 1 and "FAILED: system store" in out
+
+
+def test_an_expired_local_ca_is_one_clear_error(tmp_path: Path) -> None:
+    # Made eleven years ago: its ten years are over.
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=11 * 365)
+    ca = load_or_create_ca(tmp_path / "data", now=long_ago)
+    with pytest.raises(ConfigError, match=r"the local CA expired on .*; remove .*ca"):
+        issue_leaf(ca, ["localhost"])

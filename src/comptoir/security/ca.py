@@ -221,6 +221,13 @@ def issue_leaf(
 ) -> tuple[bytes, bytes]:
     """A fresh server certificate for `names` (host names and IP addresses): (cert PEM, key PEM)."""
     now = now or dt.datetime.now(dt.UTC)
+    if ca.cert.not_valid_after_utc <= now + CLOCK_SKEW:
+        # Ten years on (or a clock far ahead): a leaf can no longer be valid under it.
+        expired = ca.cert.not_valid_after_utc.date().isoformat()
+        raise ConfigError(
+            f"the local CA expired on {expired}; remove {ca.cert_path} and its key to make a new"
+            " one (then trust the new one again: comptoir ca install)"
+        )
     key = ec.generate_private_key(ec.SECP256R1())
     sans = _general_names(names)
     if not sans:
