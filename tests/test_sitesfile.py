@@ -644,6 +644,7 @@ def test_check_runs_the_server_checks_too(
     [
         ('password-file = "missing"', "cannot read --password-file"),
         ('password-hash = "x"', "password-hash: not a comptoir password hash"),
+        ('cert = "missing.pem"', "cannot read --cert"),
     ],
 )
 def test_check_finds_what_run_would_refuse_about_the_password(

@@ -228,6 +228,13 @@ def check(sites_file: Path) -> None:
     problems = password_problems(config.server)
     if problems:
         raise ConfigError("; ".join(problems))
+    server = config.server
+    if server.cert is not None:
+        from comptoir.security.certfiles import load_user_certificate
+
+        # Read and matched as `run` does (nothing is written): a missing file or a key that is
+        # not the certificate's is found now.
+        load_user_certificate(server.cert, server.key, server.key_password)
     # Loaded again: what differs between the two loads (a random token) is shown as such.
     click.echo(summary(config, str(sites_file), redrawn=load_sites_file(sites_file)))
 
