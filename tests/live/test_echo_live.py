@@ -433,3 +433,33 @@ async def test_stop_drops_every_connection() -> None:
     await service.stop()
     assert await asyncio.wait_for(reader.read(), 2) == b""
     writer.close()
+
+
+async def test_udp_echo_never_answers_a_source_that_could_loop() -> None:
+    from comptoir.sites.echo.netecho import UDPEcho, _loop_risk
+
+    # RFC 862's loop: a datagram "from" another echo (a low port) or from the service itself.
+    assert _loop_risk(("127.0.0.1", 7), ("127.0.0.1", 4000))
+    assert _loop_risk(("127.0.0.1", 4000), ("127.0.0.1", 4000))
+    assert not _loop_risk(("127.0.0.1", 50000), ("127.0.0.1", 4000))
+    service = UDPEcho("127.0.0.1", 0)
+    [address] = await service.start()
+    port = int(address.rsplit(":", 1)[1])
+    loop = asyncio.get_running_loop()
+    try:
+        if os.geteuid() == 0:
+            low = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            low.bind(("127.0.0.1", 1019))
+            low.setblocking(False)
+            low.sendto(b"loop?", ("127.0.0.1", port))
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(loop.sock_recv(low, 100), 0.3)
+            low.close()
+            assert service.dropped == 1
+        ok = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        ok.setblocking(False)
+        ok.sendto(b"hello", ("127.0.0.1", port))
+        assert await asyncio.wait_for(loop.sock_recv(ok, 100), 5) == b"hello"
+        ok.close()
+    finally:
+        await service.stop()

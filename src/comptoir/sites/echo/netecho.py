@@ -293,6 +293,23 @@ class UDPEcho:
             self.transport = None
 
 
+# Source ports of services that answer whatever they get (echo, daytime, chargen, time...), and
+# the privileged range they live in: a datagram "from" one of them, spoofed, would make two such
+# services answer each other forever (RFC 862's echo/chargen loop). Clients send from high ports.
+_PRIVILEGED_PORTS = 1024
+
+
+def _loop_risk(source: tuple[str | int, ...], own: object) -> bool:
+    """True for a datagram that must not be answered: from a low port, or from ourselves."""
+    port = source[1] if len(source) > 1 else 0
+    if not isinstance(port, int) or port < _PRIVILEGED_PORTS:
+        return True
+    if isinstance(own, tuple) and len(own) > 1 and port == own[1]:
+        # Same port as ours: ourselves (a spoofed source), or another echo on this port.
+        return True
+    return False
+
+
 class UDPEchoProtocol(asyncio.DatagramProtocol):
     """Answers each datagram with itself."""
 
@@ -306,8 +323,11 @@ class UDPEchoProtocol(asyncio.DatagramProtocol):
         self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | int, ...]) -> None:
-        """Send the datagram back where it came from."""
+        """Send the datagram back where it came from (unless that would start a loop)."""
         assert self.transport is not None
+        if _loop_risk(addr, self.transport.get_extra_info("sockname")):
+            self.service.dropped += 1
+            return
         # asyncio's datagram transports keep what the socket could not take yet in a buffer
         # (typeshed does not declare its size method on DatagramTransport).
         buffered: int = getattr(self.transport, "get_write_buffer_size", lambda: 0)()
