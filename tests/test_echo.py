@@ -672,3 +672,22 @@ _json_values = st.recursive(
 @given(_json_values)
 def test_pretty_json_writes_what_json_dumps_writes(value: Any) -> None:
     assert pretty_json(value) == json.dumps(value, indent=2, sort_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("GET", "/status/200:1e308,500:1e308", None, 400),  # weights finite, their sum not
+        ("POST", "/post", b"[" * 900 + b"]" * 900, 400),  # parses, too deep to write back
+        ("GET", "/bytes/" + "9" * 5000, None, 404),  # no number that long
+        ("GET", "/links/" + "9" * 5000 + "/0", None, 404),
+        ("GET", "/redirect/" + "9" * 19, None, 404),
+    ],
+)
+async def test_client_mistakes_found_by_review_are_4xx(
+    echo: Echo, method: str, path: str, body: bytes | None, status: int
+) -> None:
+    c = echo()
+    headers = {"content-type": "application/json"}
+    r = await c.request(method, path, content=body, headers=headers)
+    assert r.status_code == status, r.text

@@ -304,10 +304,8 @@ def _loop_risk(source: tuple[str | int, ...], own: object) -> bool:
     port = source[1] if len(source) > 1 else 0
     if not isinstance(port, int) or port < _PRIVILEGED_PORTS:
         return True
-    if isinstance(own, tuple) and len(own) > 1 and port == own[1]:
-        # Same port as ours: ourselves (a spoofed source), or another echo on this port.
-        return True
-    return False
+    # Same port as ours: ourselves (a spoofed source), or another echo on this port.
+    return isinstance(own, tuple) and len(own) > 1 and port == own[1]
 
 
 class UDPEchoProtocol(asyncio.DatagramProtocol):

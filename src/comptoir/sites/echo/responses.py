@@ -4,6 +4,7 @@ cookies, and the files shipped in `assets/`."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from functools import cache
 from http.cookies import CookieError, SimpleCookie
@@ -65,9 +66,13 @@ def pretty_json(obj: Any) -> str:
     strings, which this writes with the C string encoder.
     """
     try:
-        return _pretty(obj, "")
-    except _NotPlain:
-        return json.dumps(obj, indent=2, sort_keys=True)
+        try:
+            return _pretty(obj, "")
+        except _NotPlain:
+            return json.dumps(obj, indent=2, sort_keys=True)
+    except RecursionError:
+        # A body nested hundreds of levels deep parses, but cannot be written back with indents.
+        raise HTTPError(400, "JSON nested too deeply to show") from None
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -130,6 +135,8 @@ def choose_status(spec: str, rng: random.Random | None = None) -> int:
         weights.append(w)
     if sum(weights) <= 0:
         raise HTTPError(400, "Invalid status code weights: they add up to 0")
+    if not math.isfinite(sum(weights)):
+        raise HTTPError(400, "Invalid status code weights: their sum is too large")
     return (rng or random).choices(codes, weights)[0]
 
 
