@@ -691,3 +691,22 @@ async def test_client_mistakes_found_by_review_are_4xx(
     headers = {"content-type": "application/json"}
     r = await c.request(method, path, content=body, headers=headers)
     assert r.status_code == status, r.text
+
+
+async def test_digest_auth_under_a_non_ascii_mount_answers(
+    aclient: Callable[[ASGIApp], httpx.AsyncClient],
+) -> None:
+    site = SiteConfig("echo", EchoOptions(), path="/文档", name="echo")
+    c = aclient(build_app(Config(server=ServerOptions(quiet=True), sites=(site,))))
+    url = "/文档/digest-auth/auth/user/passwd"
+    r = await c.get(url, params={"require-cookie": "1"})
+    assert r.status_code == 401
+    assert "Path=/" in r.headers["set-cookie"]
+    # Credentials without the cookie the challenge set: 403, and the cookie set again.
+    creds = 'Digest username="user", realm="x", nonce="n", uri="/", response="r", qop=auth'
+    creds += ', nc=00000001, cnonce="c"'
+    r = await c.get(
+        url, params={"require-cookie": "1"}, headers={"authorization": creds, "cookie": "a=b"}
+    )
+    assert r.status_code == 403
+    assert "fake=fake_value" in r.headers["set-cookie"]

@@ -109,7 +109,9 @@ async def digest_auth(request: Request) -> Response:
         return challenge(stale=False)
     if require_cookie and jar.get("fake") != "fake_value":
         response = json_response({"errors": ["missing cookie set on challenge"]}, 403)
-        response.headers.append("set-cookie", cookie_header("fake", "fake_value", path))
+        response.headers.append(
+            "set-cookie", header_text(cookie_header("fake", "fake_value", path))
+        )
         return response
     nonce = credentials["nonce"]
     stale_after_value = jar.get("stale_after")
@@ -128,11 +130,11 @@ async def digest_auth(request: Request) -> Response:
     if not ok:
         return challenge(stale=False, last_nonce=nonce)
     response = json_response({"authenticated": True, "user": params["user"]})
-    response.headers.append("set-cookie", cookie_header("fake", "fake_value", path))
+    response.headers.append("set-cookie", header_text(cookie_header("fake", "fake_value", path)))
     if stale_after_value:
         stale_after = parse_decimal(stale_after_value)
         left = str(stale_after - 1) if stale_after is not None else "never"
-        response.headers.append("set-cookie", cookie_header("stale_after", left, path))
+        response.headers.append("set-cookie", header_text(cookie_header("stale_after", left, path)))
     return response
 
 
