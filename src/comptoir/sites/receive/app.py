@@ -22,6 +22,7 @@ from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
 from comptoir.http.numbers import parse_decimal
 from comptoir.http.paths import location_value, real_root, unquote_bytes
+from comptoir.http.responses import send_uncached
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.receive import ReceiveOptions
@@ -220,7 +221,7 @@ class ReceiveSite:
         else:
             body = "".join(f"saved: {f.name} ({f.size} bytes)\n" for f in saved).encode()
             ctype = b"text/plain; charset=utf-8"
-        await _send(send, 201, body, ctype)
+        await send_uncached(send, 201, body, ctype)
 
     def received(self) -> list[dict[str, Any]]:
         """The files received while the server runs, oldest first (the latest LIST_LIMIT)."""
@@ -248,7 +249,7 @@ class ReceiveSite:
                 max_size=self.limits.max_size or 0,
             ).encode()
             ctype = b"text/html; charset=utf-8"
-        await _send(send, 200, body, ctype, head=scope["method"] == "HEAD", vary=True)
+        await send_uncached(send, 200, body, ctype, head=scope["method"] == "HEAD", vary=True)
 
     def _limits_text(self) -> str:
         parts = []
@@ -266,41 +267,16 @@ class ReceiveSite:
             location += "?" + scope["query_string"].decode("latin-1")
         headers = [(b"location", location_value(location))]
         body = b"Moved Permanently\n"
-        await _send(send, 301, body, b"text/plain; charset=utf-8", headers=headers)
+        await send_uncached(send, 301, body, b"text/plain; charset=utf-8", headers=headers)
 
     async def _options(self, send: Send, allowed: str) -> None:
         headers = [(b"allow", allowed.encode())]
-        await _send(send, 204, b"", None, headers=headers)
+        await send_uncached(send, 204, b"", None, headers=headers)
 
     def shutdown(self) -> None:
         """Lifespan shutdown: remove the temporary files of uploads still in progress."""
         for upload in list(self.in_flight):
             upload.abort()
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    ctype: bytes | None,
-    *,
-    head: bool = False,
-    vary: bool = False,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    hdrs = [
-        (b"cache-control", b"no-store"),
-        (b"x-content-type-options", b"nosniff"),
-        *(headers or []),
-    ]
-    if status != 204:
-        hdrs.append((b"content-length", str(len(body)).encode()))
-    if ctype is not None:
-        hdrs.append((b"content-type", ctype))
-    if vary:
-        hdrs.append((b"vary", b"Accept"))
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 def _header(scope: Scope, name: bytes) -> str:

@@ -48,6 +48,7 @@ from comptoir.http.paths import (
     unquote_bytes,
 )
 from comptoir.http.ranges import Unsatisfiable, parse_range
+from comptoir.http.responses import send_uncached
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.share import ShareOptions
@@ -267,7 +268,7 @@ class ShareSite:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             if method == "OPTIONS":
-                await _send(send, 204, b"", None, headers=[(b"allow", ALLOWED.encode())])
+                await send_uncached(send, 204, b"", None, headers=[(b"allow", ALLOWED.encode())])
                 return
             raise HTTPError(405, "Method not allowed", {"Allow": ALLOWED})
         if self.slots.expired():
@@ -595,7 +596,7 @@ class ShareSite:
     async def _gone(self, scope: Scope, send: Send, reason: str) -> None:
         if _wants_html(scope):
             body = render("share_gone.html", prefix=self.prefix, reason=reason).encode()
-            await _send(send, 410, body, b"text/html; charset=utf-8", head=_is_head(scope))
+            await send_uncached(send, 410, body, b"text/html; charset=utf-8", head=_is_head(scope))
         else:
             await send_error(scope, send, 410, reason)
 
@@ -663,7 +664,7 @@ class ShareSite:
         )
         doc = {"items": items, "archive": archive, "expires_in": self.slots.seconds_left()}
         body = json.dumps(doc, ensure_ascii=False).encode()
-        await _send(send, 200, body, b"application/json", head=_is_head(scope), vary=True)
+        await send_uncached(send, 200, body, b"application/json", head=_is_head(scope), vary=True)
 
     async def _landing(self, scope: Scope, send: Send) -> None:
         """The page a person opens: what is shared, download buttons, the link's QR code."""
@@ -690,7 +691,9 @@ class ShareSite:
             expires=_duration_text(self.slots.seconds_left()),
             limit=self.slots.count,
         ).encode()
-        await _send(send, 200, body, b"text/html; charset=utf-8", head=_is_head(scope), vary=True)
+        await send_uncached(
+            send, 200, body, b"text/html; charset=utf-8", head=_is_head(scope), vary=True
+        )
 
     async def _listing(
         self, scope: Scope, send: Send, item: SharedItem, folder: str, parts: tuple[str, ...]
@@ -708,7 +711,9 @@ class ShareSite:
             raise HTTPError(403, "Folder not readable") from None
         if wants_json(scope):
             body = listing.render_json((item.name, *parts), entries)
-            await _send(send, 200, body, b"application/json", head=_is_head(scope), vary=True)
+            await send_uncached(
+                send, 200, body, b"application/json", head=_is_head(scope), vary=True
+            )
             return
         crumbs = [{"name": "Share", "url": self.base_url}]
         names = (item.name, *parts)
@@ -736,7 +741,9 @@ class ShareSite:
             folder_archive_url=base + "?archive" if parts or len(self.items) > 1 else None,
             folder_archive_name=display_name(names[-1] + EXTENSIONS[self.options.archive]),
         ).encode()
-        await _send(send, 200, body, b"text/html; charset=utf-8", head=_is_head(scope), vary=True)
+        await send_uncached(
+            send, 200, body, b"text/html; charset=utf-8", head=_is_head(scope), vary=True
+        )
 
     def _public_url(self, scope: Scope) -> str:
         """The share's URL as this browser reached it, for the QR code and the copy button."""
@@ -754,7 +761,7 @@ class ShareSite:
             location += "?" + scope["query_string"].decode("latin-1")
         headers = [(b"location", location_value(location))]
         body = b"Moved Permanently\n"
-        await _send(
+        await send_uncached(
             send, 301, body, b"text/plain; charset=utf-8", head=_is_head(scope), headers=headers
         )
 
@@ -862,28 +869,3 @@ def _header_value(headers: Any, name: bytes) -> str | None:
 async def _send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b""})
-
-
-async def _send(
-    send: Send,
-    status: int,
-    body: bytes,
-    ctype: bytes | None,
-    *,
-    head: bool = False,
-    vary: bool = False,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    hdrs = [
-        (b"cache-control", b"no-store"),
-        (b"x-content-type-options", b"nosniff"),
-        *(headers or []),
-    ]
-    if status != 204 and not any(k == b"content-length" for k, _ in hdrs):
-        hdrs.append((b"content-length", str(len(body)).encode()))
-    if ctype is not None:
-        hdrs.append((b"content-type", ctype))
-    if vary:
-        hdrs.append((b"vary", b"Accept"))
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
-    await send({"type": "http.response.body", "body": b"" if head else body})
