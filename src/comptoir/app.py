@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import logging
 import os
 from collections.abc import Callable
 
@@ -23,6 +24,12 @@ from comptoir.sites import SiteContext, get_kind
 from comptoir.state import open_store
 from comptoir.types import ASGIApp, Receive, Scope, Send
 from comptoir.web import ASSETS_PREFIX, STATIC_DIR
+
+# python-multipart logs every malformed body it meets as a warning. The client already gets a 400
+# saying so; what a client sends must not write on the server's terminal (--quiet means quiet).
+_multipart_log = logging.getLogger("python_multipart")
+_multipart_log.addHandler(logging.NullHandler())
+_multipart_log.propagate = False
 
 
 class WithAssets:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -398,3 +399,19 @@ def test_password_protected_link(tmp_path: Path) -> None:
         finally:
             browser.close()
     assert files_under(inbox) == ["basic.txt", "note.txt"]
+
+
+def test_a_malformed_multipart_body_is_400_and_prints_nothing(tmp_path: Path) -> None:
+    with live_server("receive", str(tmp_path)) as srv:
+        r = httpx.post(
+            srv.url,
+            content=b"--xyzX\r\n",  # a boundary not followed by CRLF
+            headers={"content-type": "multipart/form-data; boundary=xyz"},
+        )
+        assert r.status_code == 400
+        srv.proc.send_signal(signal.SIGINT)
+        srv.proc.wait(20)
+        assert srv.proc.stderr is not None
+        err = srv.proc.stderr.read().decode()
+    # The answer says it; the parser's own log lines must not reach the terminal (--quiet).
+    assert "boundary" not in err
