@@ -3,6 +3,7 @@ comptoir's limits and refusals, go-httpbin's additions, timing, mounts under a p
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import hashlib
@@ -28,7 +29,7 @@ from comptoir.settings import options_from_mapping
 from comptoir.sites.echo import EchoOptions
 from comptoir.sites.echo.digest import parse_credentials
 from comptoir.sites.echo.responses import pretty_json
-from comptoir.types import ASGIApp
+from comptoir.types import ASGIApp, Message
 from tests.conftest import make_config
 
 Echo = Callable[..., httpx.AsyncClient]
@@ -710,3 +711,43 @@ async def test_digest_auth_under_a_non_ascii_mount_answers(
     )
     assert r.status_code == 403
     assert "fake=fake_value" in r.headers["set-cookie"]
+
+
+async def test_tiny_chunks_of_a_large_body_are_capped_in_number() -> None:
+    app = build_app(make_config("echo", EchoOptions()))
+    for path, query in (
+        (b"/range/1000000", b"chunk_size=1"),
+        (b"/stream-bytes/1000000", b"chunk_size=1"),
+    ):
+        sizes: list[int] = []
+
+        async def send(message: Message, sizes: list[int] = sizes) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                sizes.append(len(message["body"]))
+
+        requested: list[bool] = []
+
+        async def receive(requested: list[bool] = requested) -> Message:
+            if requested:
+                await asyncio.Event().wait()  # the client stays: no disconnect
+            requested.append(True)
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": path.decode(),
+            "raw_path": path,
+            "query_string": query,
+            "root_path": "",
+            "headers": [(b"host", b"t")],
+            "client": ("127.0.0.1", 1),
+            "server": ("127.0.0.1", 80),
+        }
+        await app(scope, receive, send)
+        assert sum(sizes) == 1_000_000
+        # Not a million messages of one byte: at most 10,000 of 100 bytes or more.
+        assert len(sizes) <= 10_000

@@ -146,11 +146,22 @@ async def random_bytes(request: Request) -> Response:
     return Response(data, media_type=OCTETS)
 
 
+# A body is sent in at most this many chunks: `chunk_size=1` on a megabyte would otherwise cost
+# seconds of CPU (a message per byte). Small bodies keep chunks as small as asked.
+MAX_CHUNKS = 10_000
+
+
+def _chunk_size(request: Request, n: int) -> int:
+    """?chunk_size= (default 10 KiB), at least 1 and large enough for MAX_CHUNKS chunks."""
+    asked = max(1, query_int(request, "chunk_size", 10 * 1024))
+    return max(asked, -(-n // MAX_CHUNKS))
+
+
 async def stream_bytes(request: Request) -> Response:
     """/stream-bytes/{n}: n random bytes in chunks of ?chunk_size= (default 10 KiB)."""
     n = min(request.path_params["n"], echo_context(request).options.max_bytes)
     rng = _rng(request)
-    chunk_size = max(1, query_int(request, "chunk_size", 10 * 1024))
+    chunk_size = _chunk_size(request, n)
 
     async def chunks() -> AsyncIterator[bytes]:
         left = n
@@ -198,7 +209,7 @@ async def byte_range(request: Request) -> Response:
     if n <= 0 or n > limit:
         message = f"number of bytes must be in the range (0, {limit}]"
         return text_response(message, 404, headers=tags)
-    chunk_size = max(1, query_int(request, "chunk_size", 10 * 1024))
+    chunk_size = _chunk_size(request, n)
     duration = query_seconds(request, "duration", 0.0)
     first, last = _byte_range(header(request, "range"), n)
     if first > last or not 0 <= first < n or not 0 <= last < n:
