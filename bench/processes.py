@@ -5,6 +5,7 @@ Used by run.py; Linux only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -88,13 +89,11 @@ class BackgroundLoad:
 
 
 def _status_kb(path: str, key: str) -> int:
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(key):
-                    return int(line.split()[1])
-    except OSError:
-        pass
+    # A process that ended meanwhile uses nothing any more.
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            if line.startswith(key):
+                return int(line.split()[1])
     return 0
 
 

@@ -21,6 +21,7 @@ arrive, the excess is dropped rather than queued (UDP promises no delivery anywa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import socket
 from typing import Any, cast
@@ -107,11 +108,10 @@ def connection_capacity(wanted: int) -> int:
     infinite = resource.RLIM_INFINITY
     if soft != infinite and soft < needed:
         target = needed if hard == infinite else min(hard, needed)
-        try:
+        # Refused (a hard limit or a sandbox): the clients that fit the current one are allowed.
+        with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
             soft = target
-        except (ValueError, OSError):
-            pass
     if soft == infinite:
         return wanted
     return max(1, min(wanted, soft - FD_RESERVE))

@@ -316,10 +316,10 @@ class Upload:
             for folder in folders:
                 path = f"{path}/{folder}" if path else folder
                 try:
-                    os.mkdir(folder, dir_fd=fd)
-                    self.created.append(path)
-                except FileExistsError:
-                    pass
+                    # A folder already there (an earlier upload's) is used as it is.
+                    with contextlib.suppress(FileExistsError):
+                        os.mkdir(folder, dir_fd=fd)
+                        self.created.append(path)
                 except OSError as exc:
                     raise disk_error(exc) from None
                 try:

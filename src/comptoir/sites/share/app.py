@@ -372,12 +372,11 @@ class ShareSite:
         download = Download(scope, receive, send, self.board, label)
         self.in_flight += 1
         try:
-            async with download.watching():
-                await respond(download.send)
-        except (ClientGone, OSError, ArchiveChanged):
             # Cut, or a file changed under the transfer: the response stays incomplete, which
             # tells the client; the slot goes back below.
-            pass
+            with contextlib.suppress(ClientGone, OSError, ArchiveChanged):
+                async with download.watching():
+                    await respond(download.send)
         finally:
             self.in_flight -= 1
             counted = bool(completes and download.finished and download.status in (200, 206))
