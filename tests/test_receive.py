@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from comptoir.app import build_app
-from comptoir.config import SiteConfig
+from comptoir.config import ServerOptions, SiteConfig
 from comptoir.settings import options_from_mapping
 from comptoir.sites import KINDS, SiteContext
 from comptoir.sites.receive import ReceiveOptions, validate
@@ -594,21 +594,25 @@ def test_token_is_random_128_bits_and_survives_pickling(tmp_path: Path) -> None:
     assert ReceiveOptions(token="mine").token == "mine"
 
 
+def _problems(options: ReceiveOptions) -> list[str]:
+    return [str(p) for p in validate(options, ServerOptions())]
+
+
 def test_validate(tmp_path: Path) -> None:
-    assert validate(ReceiveOptions(root=tmp_path)) == []
-    assert validate(ReceiveOptions(root=tmp_path / "nope")) == [
+    assert _problems(ReceiveOptions(root=tmp_path)) == []
+    assert _problems(ReceiveOptions(root=tmp_path / "nope")) == [
         f"folder not found: {tmp_path / 'nope'}"
     ]
     (tmp_path / "f").write_text("x")
-    assert validate(ReceiveOptions(root=tmp_path / "f")) == [f"not a folder: {tmp_path / 'f'}"]
-    assert validate(ReceiveOptions(root=tmp_path, token="a/b")) == [
+    assert _problems(ReceiveOptions(root=tmp_path / "f")) == [f"not a folder: {tmp_path / 'f'}"]
+    assert _problems(ReceiveOptions(root=tmp_path, token="a/b")) == [
         "token: use only letters, digits, - and _"
     ]
     # A token chosen by hand is still the only key: too short to guess, refused.
-    assert validate(ReceiveOptions(root=tmp_path, token="short-token")) == [
+    assert _problems(ReceiveOptions(root=tmp_path, token="short-token")) == [
         "token: use at least 16 characters"
     ]
-    assert validate(ReceiveOptions(root=tmp_path, token="a-long-enough_token")) == []
+    assert _problems(ReceiveOptions(root=tmp_path, token="a-long-enough_token")) == []
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere")

@@ -704,23 +704,27 @@ async def test_names_that_are_not_utf8(share: Any, tmp_path: Path) -> None:
 # -- options and the command --------------------------------------------------------------------
 
 
+def _problems(options: ShareOptions) -> list[str]:
+    return [str(p) for p in validate(options, ServerOptions())]
+
+
 def test_validate(tree: Path) -> None:
-    assert validate(ShareOptions(paths=(tree / "report.pdf", tree / "photos"))) == []
-    problems = validate(ShareOptions(paths=(tree / "nope",)))
+    assert _problems(ShareOptions(paths=(tree / "report.pdf", tree / "photos"))) == []
+    problems = _problems(ShareOptions(paths=(tree / "nope",)))
     assert problems == [f"not found: {tree / 'nope'}"]
     (tree / "other").mkdir()
     (tree / "other" / "report.pdf").write_text("x")
-    [clash] = validate(ShareOptions(paths=(tree / "report.pdf", tree / "other" / "report.pdf")))
+    [clash] = _problems(ShareOptions(paths=(tree / "report.pdf", tree / "other" / "report.pdf")))
     assert "'report.pdf'" in clash
-    assert validate(ShareOptions(paths=(tree,), once=True, count=3))
-    assert validate(ShareOptions(paths=(tree,), once=True, count=1)) == []
-    assert validate(ShareOptions(paths=(tree,), archive="tar", compress=True))
-    assert validate(ShareOptions(paths=(tree,), token="short"))
-    assert validate(ShareOptions(paths=(tree,), token="has/slash-and-long-enough"))
-    assert validate(ShareOptions(paths=(tree,), token="a-long-enough_token")) == []
-    assert validate(ShareOptions(paths=()))
+    assert _problems(ShareOptions(paths=(tree,), once=True, count=3))
+    assert _problems(ShareOptions(paths=(tree,), once=True, count=1)) == []
+    assert _problems(ShareOptions(paths=(tree,), archive="tar", compress=True))
+    assert _problems(ShareOptions(paths=(tree,), token="short"))
+    assert _problems(ShareOptions(paths=(tree,), token="has/slash-and-long-enough"))
+    assert _problems(ShareOptions(paths=(tree,), token="a-long-enough_token")) == []
+    assert _problems(ShareOptions(paths=()))
     os.mkfifo(tree / "fifo")
-    assert validate(ShareOptions(paths=(tree / "fifo",))) == [
+    assert _problems(ShareOptions(paths=(tree / "fifo",))) == [
         f"not a file or folder: {tree / 'fifo'}"
     ]
 

@@ -1,4 +1,4 @@
-"""Assembles the ASGI app a worker serves: access log → lifespan → host router → security → sites.
+"""Assembles the ASGI app a worker serves: access log → worker app → host router → security → sites.
 
 `build_app(config)` runs in each worker process: every site kind builds its app from its options,
 each is wrapped so `/.comptoir/…` answers the shared CSS/JS, then in the security middlewares
@@ -8,21 +8,27 @@ each is wrapped so `/.comptoir/…` answers the shared CSS/JS, then in the secur
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import os
-from collections.abc import Callable
+import traceback
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
-from comptoir.accesslog import AccessLog
+from starlette.requests import ClientDisconnect
+
+from comptoir.accesslog import AccessLog, escape_for_log
+from comptoir.clock import Clock, SystemClock
 from comptoir.config import Config
+from comptoir.errors import ClientGone, HTTPError
 from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
 from comptoir.http.errors import send_error
 from comptoir.http.files import FileCache, FileOptions, send_file
 from comptoir.http.paths import PathRefused, resolve_path
 from comptoir.security import secure_site
-from comptoir.sites import SiteContext, get_kind
+from comptoir.sites import AnyKind, SiteContext, get_kind
 from comptoir.state import open_store
-from comptoir.types import ASGIApp, Receive, Scope, Send
+from comptoir.terminal import write_line
+from comptoir.types import ASGIApp, Message, Receive, Scope, Send
 from comptoir.web import ASSETS_PREFIX, STATIC_DIR
 
 # python-multipart logs every malformed body it meets as a warning. The client already gets a 400
@@ -60,40 +66,92 @@ class WithAssets:
         await send_file(scope, receive, send, info, self.cache, self.options)
 
 
-class Lifespan:
-    """Answers ASGI lifespan events, running the sites' own startup/shutdown hooks if any."""
+class WorkerApp:
+    """The outermost app of a worker: lifespan hooks of the sites, and one place for errors.
 
-    def __init__(self, app: ASGIApp, sites: list[ASGIApp]) -> None:
+    Every site's requests pass through here, so this is where a kind's unexpected exception
+    becomes a logged 500 with a short body (never a traceback to the client), where a client
+    that went away (`ClientGone`, Starlette's `ClientDisconnect`) ends its request quietly, and
+    where an `HTTPError` nobody answered becomes its short answer.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        hooks: list[tuple[AnyKind, ASGIApp]],
+        log: Callable[[str], None] = write_line,
+    ) -> None:
         self.app = app
-        self.sites = sites
+        self.hooks = hooks
+        self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle lifespan, pass everything else on."""
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
+        """Handle lifespan; answer everything else through the router, catching what escapes."""
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
             return
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except (ClientGone, ClientDisconnect):
+            return
+        except HTTPError as exc:
+            if not started:
+                await _answer(scope, send, exc.status, exc.message, exc.headers)
+        except Exception:
+            self.log(_error_line(scope, traceback.format_exc()))
+            if not started:
+                with contextlib.suppress(Exception):
+                    await _answer(scope, send, 500, "Internal server error")
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 try:
-                    await self._call_all("startup")
+                    for kind, app in self.hooks:
+                        if kind.startup is not None:
+                            await kind.startup(app)
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                with contextlib.suppress(Exception):
-                    await self._call_all("shutdown")
+                for kind, app in self.hooks:
+                    if kind.shutdown is not None:
+                        try:
+                            await kind.shutdown(app)
+                        except Exception:
+                            # One site failing to stop must not keep the others from stopping.
+                            self.log(_error_line(None, traceback.format_exc()))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _call_all(self, hook: str) -> None:
-        for site in self.sites:
-            fn = getattr(site, hook, None)
-            if fn is not None:
-                result = fn()
-                if inspect.isawaitable(result):
-                    await result
+
+async def _answer(
+    scope: Scope, send: Send, status: int, message: str, headers: dict[str, str] | None = None
+) -> None:
+    if scope["type"] == "websocket":
+        # Before the handshake was accepted a close is a 403; after it, 1011 says "server error".
+        await send({"type": "websocket.close", "code": 1011 if status >= 500 else 1008})
+        return
+    await send_error(scope, send, status, message, headers)
+
+
+def _error_line(scope: Scope | None, trace: str) -> str:
+    """The log entry of an unexpected exception: what was asked, then the traceback."""
+    if scope is None:
+        where = "lifespan"
+    else:
+        path = escape_for_log(scope.get("path", ""))
+        where = f"{scope.get('method', 'WEBSOCKET')} {path}"
+    return f"comptoir: internal error on {where}\n{trace.rstrip()}"
 
 
 def build_app(
@@ -101,15 +159,19 @@ def build_app(
     *,
     request_shutdown: Callable[[], None] | None = None,
     state_path: str | None = None,
+    run_dir: Path | None = None,
+    endpoints: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> ASGIApp:
     """Build the whole ASGI app for a config (called once per worker).
 
     `state_path` is the SQLite file the main process created for state shared between workers;
-    without it the state is private to this process (one worker, tests).
+    without it the state is private to this process (one worker, tests). `run_dir` is the run's
+    private folder and `endpoints` what the main process's services published (SiteContext).
     """
     store = open_store(state_path)
     routes: list[Route] = []
-    site_apps: list[ASGIApp] = []
+    hooks: list[tuple[AnyKind, ASGIApp]] = []
     for site in config.sites:
         kind = get_kind(site.kind)
         mount = normalize_mount(site.path)
@@ -119,15 +181,18 @@ def build_app(
             quiet=config.server.quiet,
             store=store,
             workers=config.server.workers,
+            clock=clock or SystemClock(),
+            run_dir=run_dir,
+            endpoints=dict(endpoints or {}),
         )
         app = kind.build(site.options, context)
-        site_apps.append(app)
+        hooks.append((kind, app))
         hosts = tuple(h for h in (normalize_host(x, wildcard=True) for x in site.hosts) if h)
         # Security sits inside the router, so it sees each site's own paths (its login page is
         # `<mount>/.comptoir/login`), and outside the assets, which the login page itself needs.
         guarded = secure_site(WithAssets(app), config.server, store)
         routes.append(Route(guarded, hosts, mount, site.default))
-    outer: ASGIApp = Lifespan(HostRouter(routes), site_apps)
+    outer: ASGIApp = WorkerApp(HostRouter(routes), hooks)
     if not config.server.quiet:
         outer = AccessLog(outer, config.server.log_format)
     return outer

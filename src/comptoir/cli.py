@@ -18,7 +18,7 @@ from comptoir import __version__
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.errors import ConfigError, ConfigProblems
 from comptoir.settings import OptionField, option_fields
-from comptoir.sites import KINDS
+from comptoir.sites import KINDS, AnyKind
 
 F = TypeVar("F", bound=Callable[..., Any])
 ENV_PREFIX = "COMPTOIR_"
@@ -152,33 +152,19 @@ def cli() -> None:
     """comptoir: one command, one port — share files, receive uploads, serve sites."""
 
 
-@cli.command()
-@with_params(KINDS["static"].options, ServerOptions)
-def serve(**values: Any) -> None:
-    """Serve DIR (default: the current folder) as a static web site."""
-    run_config(serve_config("static", values))
+def _kind_command(kind: AnyKind) -> click.Command:
+    """The command serving one site of `kind` at the root, with its options and the server's."""
+
+    def callback(**values: Any) -> None:
+        run_config(serve_config(kind.name, values))
+
+    # Server options first, as click listed them when commands were written by hand.
+    params = [*click_params(ServerOptions), *click_params(kind.options)]
+    return click.Command(kind.command, callback=callback, params=params, help=kind.help)
 
 
-@cli.command()
-@with_params(KINDS["receive"].options, ServerOptions)
-def receive(**values: Any) -> None:
-    """Receive files into DIR (default: the current folder) through a secret link."""
-    run_config(serve_config("receive", values))
-
-
-@cli.command()
-@with_params(KINDS["share"].options, ServerOptions)
-def share(**values: Any) -> None:
-    """Share files and folders (PATH...) through a secret link: a page for browsers, the
-    content itself for curl -OJ and wget."""
-    run_config(serve_config("share", values))
-
-
-@cli.command()
-@with_params(KINDS["echo"].options, ServerOptions)
-def echo(**values: Any) -> None:
-    """An httpbin-compatible HTTP inspection service; with --tcp/--udp, RFC 862 echo too."""
-    run_config(serve_config("echo", values))
+for _kind in KINDS.values():
+    cli.add_command(_kind_command(_kind))
 
 
 SITES_FILE = click.argument(

@@ -29,3 +29,11 @@ class ConfigProblems(ConfigError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class ClientGone(ComptoirError):
+    """The client closed the connection before the answer was complete.
+
+    Raised by any site that notices it (a disconnect from `receive()` while sending or reading);
+    the worker's outer app (app.WorkerApp) ends the request quietly, for every kind alike.
+    """

@@ -26,7 +26,7 @@ from comptoir.errors import ConfigError
 from comptoir.netinfo import lan_addresses
 from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
 from comptoir.services import Service, ServiceRunner
-from comptoir.sites import get_kind
+from comptoir.sites import ServiceContext, get_kind
 from comptoir.state import open_store
 from comptoir.types import ASGIApp
 
@@ -114,13 +114,29 @@ def listen_urls(sock: socket.socket, host: str, scheme: str = "http") -> list[tu
     return primary + loopback + [u for u in urls if not u[1]]
 
 
-def _load_app(config: Config, state_path: str, *_: Any) -> ASGIApp:
+@dataclass(frozen=True)
+class WorkerSetup:
+    """What each worker process needs besides the Config: where the run's shared things are."""
+
+    state_path: str
+    run_dir: Path
+    # What the main process's services published for the workers (SiteContext.endpoints).
+    endpoints: dict[str, str]
+
+
+def _load_app(config: Config, setup: WorkerSetup, *_: Any) -> ASGIApp:
     """Build the app inside a worker process; a worker may ask the main process to stop."""
 
     def request_shutdown() -> None:
         os.kill(os.getppid(), signal.SIGTERM)
 
-    return build_app(config, request_shutdown=request_shutdown, state_path=state_path)
+    return build_app(
+        config,
+        request_shutdown=request_shutdown,
+        state_path=setup.state_path,
+        run_dir=setup.run_dir,
+        endpoints=setup.endpoints,
+    )
 
 
 class Server:
@@ -132,13 +148,14 @@ class Server:
 
     def check(self) -> None:
         """Raise ConfigError for anything that would stop the sites from starting."""
-        problems = []
+        problems: list[str] = []
+        server = self.config.server
         for site in self.config.sites:
-            for problem in get_kind(site.kind).validate(site.options):
+            for problem in get_kind(site.kind).validate(site.options, server):
                 problems.append(
                     f"{site.name or site.kind}: {problem}"
                     if len(self.config.sites) > 1
-                    else problem
+                    else str(problem)
                 )
         problems.extend(check_tls_options(self.config.server))
         if problems:
@@ -174,11 +191,12 @@ class Server:
                 out.extend(SiteURL(name, base + path, primary) for base, primary in bases)
         return out
 
-    def services(self) -> list[Service]:
+    def services(self, context: ServiceContext | None = None) -> list[Service]:
         """The non-HTTP listeners the sites ask for (run by the main process)."""
+        context = context or ServiceContext(self.config.server)
         out: list[Service] = []
         for site in self.config.sites:
-            out.extend(get_kind(site.kind).services(site.options, self.config.server))
+            out.extend(get_kind(site.kind).services(site.options, context))
         s = self.config.server
         if s.redirect_http is not None:
             from comptoir.security.redirect import RedirectToHTTPS
@@ -205,23 +223,27 @@ class Server:
             server_options = dataclasses.replace(self.config.server, key_password=None)
             self.config = dataclasses.replace(self.config, server=server_options)
             sock = self.bind()
-            runner = ServiceRunner(self.services())
+            run_dir = Path(state_dir)
+            service_context = ServiceContext(self.config.server, run_dir)
+            runner = ServiceRunner(self.services(service_context))
             try:
                 extra = runner.start()
             except ConfigError:
                 sock.close()
                 raise
             state_path = os.path.join(state_dir, "state.sqlite3")
-            open_store(state_path).close()  # create the schema once, before workers race to
+            # Create the schema once here, before several workers race to create it.
+            open_store(state_path).close()
             try:
                 print_banner(self.config, self.urls(), services=extra, tls=tls)
-                return _run_granian(self.config, sock, state_path, tls)
+                setup = WorkerSetup(state_path, run_dir, dict(service_context.endpoints))
+                return _run_granian(self.config, sock, setup, tls)
             finally:
                 runner.stop()
 
 
 def _run_granian(
-    config: Config, sock: socket.socket, state_path: str, tls: TLSFiles | None = None
+    config: Config, sock: socket.socket, setup: WorkerSetup, tls: TLSFiles | None = None
 ) -> int:
     from granian._granian import SocketHolder
     from granian.constants import HTTPModes, Interfaces, RuntimeModes, SSLProtocols
@@ -265,7 +287,7 @@ def _run_granian(
         ssl_protocol_min=SSLProtocols.tls12,
     )
     try:
-        server.serve(target_loader=partial(_load_app, config, state_path), wrap_loader=False)
+        server.serve(target_loader=partial(_load_app, config, setup), wrap_loader=False)
     except SystemExit as exc:
         return int(exc.code or 0)
     finally:

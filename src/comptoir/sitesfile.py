@@ -75,7 +75,8 @@ def parse_sites(text: str, filename: str, base: Path) -> Config:
             hint = _did_you_mean(key, ["server", "site"])
             report.add((key,), "unknown table or key; expected [server] and [[site]]" + hint)
     server = _server(data.get("server", {}), report, base)
-    sites = _sites(data.get("site"), report, base)
+    # The kinds' checks may depend on the server's options (workers, TLS, host).
+    sites = _sites(data.get("site"), report, base, server or ServerOptions())
     if report.problems:
         raise ConfigProblems(report.lines())
     assert server is not None
@@ -231,19 +232,21 @@ def _relative_to(options: Any, base: Path) -> Any:
     return dataclasses.replace(options, **changes)
 
 
-def _sites(raw: Any, report: _Report, base: Path) -> list[SiteConfig]:
+def _sites(raw: Any, report: _Report, base: Path, server: ServerOptions) -> list[SiteConfig]:
     if raw is None or raw == []:
         report.add((), "no sites: add a [[site]] table")
         return []
     if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
         report.add(("site",), "must be tables: [[site]]")
         return []
-    sites = [_site(i, table, report, base) for i, table in enumerate(raw)]
+    sites = [_site(i, table, report, base, server) for i, table in enumerate(raw)]
     _check_unique(sites, ["name" in t for t in raw], report)
     return [s for s in sites if s is not None]
 
 
-def _site(i: int, table: Mapping[str, Any], report: _Report, base: Path) -> SiteConfig | None:
+def _site(
+    i: int, table: Mapping[str, Any], report: _Report, base: Path, server: ServerOptions
+) -> SiteConfig | None:
     at: KeyPath = ("site", i)
     before = len(report.problems)
     default = table.get("default", False)
@@ -266,9 +269,10 @@ def _site(i: int, table: Mapping[str, Any], report: _Report, base: Path) -> Site
     # Built from the valid keys alone, so the kind's own checks still run and report too.
     valid = _valid_options(kind.options, table, at, report, extra_keys=SITE_KEYS)
     options = _relative_to(options_from_mapping(kind.options, valid, _label(at)), base)
-    for problem in kind.validate(options):
-        key, message = _blame(options, table, problem)
-        report.add((*at, *key), message)
+    for problem in kind.validate(options, server):
+        # The key as the file wrote it (`max-size` or `max_size`); none: the site as a whole.
+        key = () if problem.option is None else (_written(table, problem.option),)
+        report.add((*at, *key), problem.message)
     if len(report.problems) > before:
         return None
     assert hosts is not None and path is not None
@@ -279,50 +283,10 @@ def _site(i: int, table: Mapping[str, Any], report: _Report, base: Path) -> Site
     )
 
 
-def _blame(options: Any, table: Mapping[str, Any], problem: str) -> tuple[tuple[str, ...], str]:
-    """The option a kind's validation problem is about (as written in the file), and the problem.
-
-    validate() returns sentences written for the command line; what they name tells the key:
-    a leading `token: ...`, a path of the option ("folder not found: /srv/x"), or its flag
-    ("--once means --count 1"). A problem naming none is the site's as a whole.
-    """
-
-    def written(name: str) -> tuple[str, ...]:
-        keys = [k for k in table if k.replace("-", "_") == name]
-        return (keys[0] if keys else name,)
-
-    fields = option_fields(type(options))
-    for opt in fields:
-        for prefix in (f"{opt.name}: ", f"{opt.flag}: "):
-            if problem.startswith(prefix):
-                return written(opt.name), problem[len(prefix) :]
-    # The longest path that appears wins: /srv/www2 is not about /srv/www.
-    paths = [
-        (len(str(p)), opt.name)
-        for opt in fields
-        if opt.item_type is Path
-        for p in _paths_of(getattr(options, opt.name))
-        if str(p) in problem
-    ]
-    if paths:
-        return written(max(paths)[1]), problem
-    # The flag named first: "--once means --count 1" is about --once.
-    flags = [
-        (m.start(), opt.name)
-        for opt in fields
-        if (m := re.search(rf"{re.escape(opt.flag)}\b(?!-)", problem)) is not None
-    ]
-    if flags:
-        return written(min(flags)[1]), problem
-    return (), problem
-
-
-def _paths_of(value: Any) -> tuple[Path, ...]:
-    if isinstance(value, Path):
-        return (value,)
-    if isinstance(value, tuple):
-        return tuple(v for v in value if isinstance(v, Path))
-    return ()
+def _written(table: Mapping[str, Any], name: str) -> str:
+    """How the file spells the key of option `name` (dashes or underscores)."""
+    keys = [k for k in table if k.replace("-", "_") == name]
+    return keys[0] if keys else name
 
 
 def _hosts(raw: Any, default: bool, at: KeyPath, report: _Report) -> tuple[str, ...] | None:

@@ -166,7 +166,7 @@ def test_every_kind_is_in_the_demo_and_valid(tmp_path: Path) -> None:
     config = demo_config(ServerOptions(), tmp_path)
     assert [s.default for s in config.sites].count(True) == 1
     for site in config.sites:
-        assert KINDS[site.kind].validate(site.options) == []
+        assert KINDS[site.kind].validate(site.options, config.server) == []
 
 
 def test_home_page_links_work_in_a_browser(

@@ -30,11 +30,11 @@ def new_token() -> str:
 
 
 def token_problems(token: str) -> list[str]:
-    """What is wrong with a token chosen by hand (`--token`), as config problems."""
+    """What is wrong with a token chosen by hand (`--token`), one sentence each."""
     if not _TOKEN_CHARS.match(token):
-        return ["token: use only letters, digits, - and _"]
+        return ["use only letters, digits, - and _"]
     if len(token) < MIN_TOKEN_LENGTH:
-        return [f"token: use at least {MIN_TOKEN_LENGTH} characters"]
+        return [f"use at least {MIN_TOKEN_LENGTH} characters"]
     return []
 
 

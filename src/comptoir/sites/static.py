@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from comptoir.config import ServerOptions
 from comptoir.errors import HTTPError
 from comptoir.http import listing
 from comptoir.http.errors import send_error, wants_json
@@ -20,8 +21,8 @@ from comptoir.http.paths import (
     url_for_parts,
 )
 from comptoir.settings import setting
-from comptoir.sites import SiteContext, SiteKind
-from comptoir.types import ASGIApp, Receive, Scope, Send
+from comptoir.sites.contract import Problem, SiteContext, SiteKind
+from comptoir.types import Receive, Scope, Send
 
 ALLOWED = "GET, HEAD, OPTIONS"
 
@@ -208,20 +209,20 @@ def _from_memory(info: FileInfo) -> bool:
     return info.body is not None and not info.variants
 
 
-def build(options: StaticOptions, context: SiteContext) -> ASGIApp:
+def build(options: StaticOptions, context: SiteContext) -> StaticSite:
     """Build the ASGI app of a static site."""
     return StaticSite(options, context)
 
 
-def validate(options: StaticOptions) -> list[str]:
+def validate(options: StaticOptions, server: ServerOptions) -> list[Problem]:
     """Problems that would stop this site from starting (missing or unreadable folder)."""
     root = options.root
     if not root.exists():
-        return [f"folder not found: {root}"]
+        return [Problem("root", f"folder not found: {root}")]
     if not root.is_dir():
-        return [f"not a folder: {root}"]
+        return [Problem("root", f"not a folder: {root}")]
     if not os.access(root, os.R_OK | os.X_OK):
-        return [f"folder not readable: {root}"]
+        return [Problem("root", f"folder not readable: {root}")]
     return []
 
 
@@ -229,6 +230,7 @@ KIND = SiteKind(
     name="static",
     options=StaticOptions,
     build=build,
-    summary="Serve a folder as a static web site.",
+    command="serve",
+    help="Serve DIR (default: the current folder) as a static web site.",
     validate=validate,
 )

@@ -14,12 +14,14 @@ Digest), `netecho` (TCP/UDP echo).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from comptoir.config import ServerOptions
-from comptoir.services import Service
 from comptoir.settings import parse_duration, parse_size, setting
-from comptoir.sites import SiteContext, SiteKind
-from comptoir.types import ASGIApp
+from comptoir.sites.contract import ServiceContext, SiteContext, SiteKind
+
+if TYPE_CHECKING:
+    from comptoir.services import Service
+    from comptoir.sites.echo.site import EchoSite
 
 MIB = 1024 * 1024
 
@@ -87,17 +89,18 @@ class EchoOptions:
     )
 
 
-def build(options: EchoOptions, context: SiteContext) -> ASGIApp:
+def build(options: EchoOptions, context: SiteContext) -> EchoSite:
     """Build the ASGI app of an echo site."""
     from comptoir.sites.echo.site import EchoSite
 
     return EchoSite(options, context)
 
 
-def services(options: EchoOptions, server: ServerOptions) -> list[Service]:
+def services(options: EchoOptions, context: ServiceContext) -> list[Service]:
     """The TCP/UDP echo listeners asked for, on the server's host."""
     from comptoir.sites.echo.netecho import TCPEcho, UDPEcho
 
+    server = context.server
     out: list[Service] = []
     if options.tcp is not None:
         out.append(
@@ -118,6 +121,7 @@ KIND = SiteKind(
     name="echo",
     options=EchoOptions,
     build=build,
-    summary="httpbin-compatible HTTP inspection service, plus RFC 862 TCP/UDP echo.",
+    command="echo",
+    help="An httpbin-compatible HTTP inspection service; with --tcp/--udp, RFC 862 echo too.",
     services=services,
 )

@@ -12,13 +12,16 @@ import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+from comptoir.config import ServerOptions
 from comptoir.security.capability import new_token, token_problems
-from comptoir.services import Service
 from comptoir.settings import parse_size, setting
-from comptoir.sites import SiteContext, SiteKind
-from comptoir.types import ASGIApp
+from comptoir.sites.contract import Problem, ServiceContext, SiteContext, SiteKind
+
+if TYPE_CHECKING:
+    from comptoir.services import Service
+    from comptoir.sites.receive.app import ReceiveSite
 
 
 @dataclass(frozen=True)
@@ -63,24 +66,29 @@ class ReceiveOptions:
             object.__setattr__(self, "run_id", secrets.token_hex(4))
 
 
-def build(options: ReceiveOptions, context: SiteContext) -> ASGIApp:
+def build(options: ReceiveOptions, context: SiteContext) -> ReceiveSite:
     """Build the ASGI app of a receive site."""
     from comptoir.sites.receive.app import ReceiveSite
 
     return ReceiveSite(options, context)
 
 
-def validate(options: ReceiveOptions) -> list[str]:
+async def shutdown(site: ReceiveSite) -> None:
+    """Lifespan shutdown: remove the temporary files of uploads still in progress."""
+    site.shutdown()
+
+
+def validate(options: ReceiveOptions, server: ServerOptions) -> list[Problem]:
     """Problems that would stop this site from starting (folder missing or not writable)."""
     problems = []
     root = options.root
     if not root.exists():
-        problems.append(f"folder not found: {root}")
+        problems.append(Problem("root", f"folder not found: {root}"))
     elif not root.is_dir():
-        problems.append(f"not a folder: {root}")
+        problems.append(Problem("root", f"not a folder: {root}"))
     elif not os.access(root, os.W_OK | os.X_OK):
-        problems.append(f"folder not writable: {root}")
-    problems.extend(token_problems(options.token))
+        problems.append(Problem("root", f"folder not writable: {root}"))
+    problems.extend(Problem("token", p, labelled=True) for p in token_problems(options.token))
     return problems
 
 
@@ -89,7 +97,7 @@ def url_suffix(options: ReceiveOptions) -> str:
     return f"/{options.token}/"
 
 
-def services(options: ReceiveOptions, server: Any) -> list[Service]:
+def services(options: ReceiveOptions, context: ServiceContext) -> list[Service]:
     """The main-process cleaner of temporary files that killed workers leave behind."""
     from comptoir.sites.receive.upload import PartsCleaner
 
@@ -100,8 +108,10 @@ KIND = SiteKind(
     name="receive",
     options=ReceiveOptions,
     build=build,
-    summary="Receive files through a link (upload page, curl -T, curl -F).",
+    command="receive",
+    help="Receive files into DIR (default: the current folder) through a secret link.",
     validate=validate,
+    shutdown=shutdown,
     url_suffix=url_suffix,
     services=services,
 )

@@ -13,13 +13,16 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from comptoir.config import ServerOptions
 from comptoir.security.capability import new_token, token_problems
 from comptoir.settings import parse_duration, setting
-from comptoir.sites import SiteContext, SiteKind
+from comptoir.sites.contract import Problem, SiteContext, SiteKind
 from comptoir.sites.share.items import item_name
-from comptoir.types import ASGIApp
+
+if TYPE_CHECKING:
+    from comptoir.sites.share.app import ShareSite
 
 ArchiveFormat = Literal["zip", "tar", "tar.gz"]
 
@@ -73,44 +76,60 @@ class ShareOptions:
         return 1 if self.once else self.count
 
 
-def build(options: ShareOptions, context: SiteContext) -> ASGIApp:
+def build(options: ShareOptions, context: SiteContext) -> ShareSite:
     """Build the ASGI app of a share."""
     from comptoir.sites.share.app import ShareSite
 
     return ShareSite(options, context)
 
 
-def validate(options: ShareOptions) -> list[str]:
+async def startup(site: ShareSite) -> None:
+    """Lifespan startup: stop the server when the link expires."""
+    await site.startup()
+
+
+async def shutdown(site: ShareSite) -> None:
+    """Lifespan shutdown: stop drawing, print what this worker sent."""
+    await site.shutdown()
+
+
+def validate(options: ShareOptions, server: ServerOptions) -> list[Problem]:
     """Problems that would stop the share from starting (missing paths, clashing names...)."""
-    problems = []
+    problems: list[Problem] = []
+
+    def add(message: str) -> None:
+        problems.append(Problem("paths", message))
+
     if not options.paths:
-        problems.append("nothing to share: give at least one file or folder")
+        add("nothing to share: give at least one file or folder")
     names: dict[str, Path] = {}
     for path in options.paths:
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            problems.append(f"not found: {path}")
+            add(f"not found: {path}")
             continue
         except OSError as exc:
-            problems.append(f"cannot read {path}: {exc.strerror}")
+            add(f"cannot read {path}: {exc.strerror}")
             continue
         if stat.S_ISDIR(st.st_mode):
             if not os.access(path, os.R_OK | os.X_OK):
-                problems.append(f"folder not readable: {path}")
+                add(f"folder not readable: {path}")
         elif not stat.S_ISREG(st.st_mode):
-            problems.append(f"not a file or folder: {path}")
+            add(f"not a file or folder: {path}")
         elif not os.access(path, os.R_OK):
-            problems.append(f"file not readable: {path}")
+            add(f"file not readable: {path}")
         name = item_name(path)
         if name in names:
-            problems.append(f"{names[name]} and {path} would both be shared as {name!r}")
+            add(f"{names[name]} and {path} would both be shared as {name!r}")
         names.setdefault(name, path)
     if options.once and options.count not in (None, 1):
-        problems.append("--once means --count 1: give one or the other")
+        problems.append(Problem("once", "--once means --count 1: give one or the other"))
     if options.compress and options.archive != "zip":
-        problems.append("--compress is for zip archives (tar.gz is always compressed)")
-    problems.extend(token_problems(options.token))
+        problems.append(
+            Problem("compress", "--compress is for zip archives (tar.gz is always compressed)")
+        )
+    problems.extend(Problem("token", p, labelled=True) for p in token_problems(options.token))
     return problems
 
 
@@ -123,7 +142,11 @@ KIND = SiteKind(
     name="share",
     options=ShareOptions,
     build=build,
-    summary="Send files and folders through a link (page with QR code, curl -OJ, wget).",
+    command="share",
+    help="Share files and folders (PATH...) through a secret link: a page for browsers, the "
+    "content itself for curl -OJ and wget.",
     validate=validate,
+    startup=startup,
+    shutdown=shutdown,
     url_suffix=url_suffix,
 )
