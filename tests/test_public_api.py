@@ -21,7 +21,8 @@ def test_every_public_name_is_exported(name: str) -> None:
     public = {
         n
         for n, v in vars(module).items()
-        if not n.startswith("_") and not isinstance(v, types.ModuleType)
+        if not n.startswith("_")
+        and not isinstance(v, types.ModuleType)
         # `from __future__ import annotations` leaves a name behind.
         and n != "annotations"
     }

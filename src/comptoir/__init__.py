@@ -7,9 +7,9 @@ runs a Config; `comptoir.app.build_app` makes the ASGI app of one worker (tests 
 
 __version__ = "0.1.0"
 
-from comptoir.config import Config, ServerOptions, SiteConfig  # noqa: E402
-from comptoir.errors import ClientGone, ConfigError, HTTPError  # noqa: E402
-from comptoir.sites import (  # noqa: E402
+from comptoir.config import Config, ServerOptions, SiteConfig
+from comptoir.errors import ClientGone, ConfigError, HTTPError
+from comptoir.sites import (
     KINDS,
     Problem,
     ServiceContext,
