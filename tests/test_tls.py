@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import io
 import ipaddress
@@ -10,6 +11,7 @@ import os
 import socket
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -35,7 +37,12 @@ from comptoir.security.ca import (
     load_or_create_ca,
 )
 from comptoir.security.certfiles import load_user_certificate
-from comptoir.security.redirect import RedirectToHTTPS, https_location, redirect_answer
+from comptoir.security.redirect import (
+    RedirectToHTTPS,
+    https_location,
+    new_connection,
+    redirect_answer,
+)
 from comptoir.security.tls import check_tls_options, leaf_names, prepare_tls
 from comptoir.server import Server
 from comptoir.sites.static import StaticOptions
@@ -415,14 +422,48 @@ def test_https_location() -> None:
     assert https_location("h", "*", 443) is None
 
 
+def answer_to(head: bytes) -> bytes | None:
+    """What the redirect listener answers to these first bytes of a connection."""
+    conn = new_connection()
+    conn.receive_data(head)
+    return redirect_answer(conn, 8443)
+
+
 def test_redirect_answer() -> None:
-    answer = redirect_answer(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n", 8443)
+    answer = answer_to(b"GET /a%20b?x=1 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n\r\n")
+    assert answer is not None
     assert answer.startswith(b"HTTP/1.1 308 Permanent Redirect\r\n")
     assert b"\r\nLocation: https://127.0.0.1:8443/a%20b?x=1\r\n" in answer
-    assert redirect_answer(b"GET / HTTP/1.1\r\n\r\n", 8443).startswith(b"HTTP/1.1 400")
-    assert redirect_answer(b"garbage\r\n\r\n", 8443).startswith(b"HTTP/1.1 400")
-    head = redirect_answer(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", 8443)
-    assert head.endswith(b"\r\n\r\n")
+    assert answer.endswith(b"\r\n\r\nUse https://127.0.0.1:8443/a%20b?x=1\n")
+    head = answer_to(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert head is not None and head.endswith(b"\r\n\r\n")
+    assert b"\r\nContent-Length: 20\r\n" in head  # the length of the body GET would get
+    # A head still arriving: no answer yet.
+    assert answer_to(b"GET / HTTP/1.1\r\nHost: h\r\n") is None
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"GET / HTTP/1.1\r\n\r\n",  # no Host
+        b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: bad host\r\n\r\n",
+        b"GET * HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"garbage\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  # a TLS ClientHello
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ],
+)
+def test_redirect_answers_400_to_what_it_cannot_redirect(head: bytes) -> None:
+    answer = answer_to(head)
+    assert answer is not None and answer.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    assert b"\r\nConnection: close\r\n" in answer
+
+
+def test_redirect_answers_431_to_a_huge_head() -> None:
+    answer = answer_to(b"GET / HTTP/1.1\r\nHost: h\r\nX: " + b"a" * 20_000)
+    assert answer is not None
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
 
 
 async def test_redirect_service_answers_on_a_real_socket() -> None:
@@ -479,6 +520,39 @@ async def test_redirect_listener_limits_connections_and_idle_clients(
             w.close()
         async with httpx.AsyncClient() as c:
             assert (await c.get(address + "/")).status_code == 308
+    finally:
+        await service.stop()
+
+
+async def test_redirect_listener_answers_a_huge_head_and_drops_a_slow_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from comptoir.security import redirect
+
+    monkeypatch.setattr(redirect, "READ_TIMEOUT", 0.5)
+    service = RedirectToHTTPS("127.0.0.1", 0, 8443)
+    [address] = await service.start()
+    port = int(address.rstrip("/").rsplit(":", 1)[1])
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: h\r\nCookie: " + b"a" * 100_000)
+        answer = await asyncio.wait_for(reader.read(), 2)
+        assert answer.startswith(b"HTTP/1.1 431 ")
+        writer.close()
+        # A head trickling in never gets whole: the client is dropped after READ_TIMEOUT in all,
+        # however often it sends a byte.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        with contextlib.suppress(ConnectionError):
+            for byte in b"GET / HTTP/1.1\r\nHost: h\r\nX: slow":
+                writer.write(bytes([byte]))
+                await writer.drain()
+                if reader.at_eof():
+                    break
+                await asyncio.sleep(0.05)
+        assert await asyncio.wait_for(reader.read(), 2) == b""
+        assert time.monotonic() - started < 1.5
+        writer.close()
     finally:
         await service.stop()
 

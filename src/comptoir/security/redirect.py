@@ -3,13 +3,17 @@
 It runs as a main-process service (services.py), not in the workers: it needs no app, answers one
 request per connection with `308 Permanent Redirect` (the method and body are kept, unlike 301) to
 the same host, the HTTPS port, the same path and query. Nothing else is ever served in clear text,
-and no HSTS header is sent here (browsers ignore it over HTTP).
+and no HSTS header is sent here (browsers ignore it over HTTP). Request heads are parsed by h11:
+what is not HTTP/1 gets a 400, a head larger than MAX_HEAD a 431.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from http import HTTPStatus
+
+import h11
 
 from comptoir.hosts import normalize_host
 
@@ -42,33 +46,45 @@ def https_location(host_header: str, target: str, https_port: int) -> str | None
     return f"https://{host}{port}{target}"
 
 
-def _response(status: str, headers: list[tuple[str, str]], body: bytes) -> bytes:
-    lines = [f"HTTP/1.1 {status}"]
-    lines.extend(f"{k}: {v}" for k, v in headers)
-    lines.append(f"Content-Length: {len(body)}")
-    lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+def new_connection() -> h11.Connection:
+    """The server side of one plain-HTTP connection, refusing heads larger than MAX_HEAD."""
+    return h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
 
 
-def redirect_answer(head: bytes, https_port: int) -> bytes:
-    """The whole HTTP answer to one request head (request line and headers)."""
-    text = head.decode("latin-1")
-    request_line, _, rest = text.partition("\r\n")
-    parts = request_line.split(" ")
-    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
-        return _response("400 Bad Request", [], b"Bad request\n")
-    host = None
-    for line in rest.split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep and name.strip().lower() == "host":
-            host = value.strip()
-            break
-    location = https_location(host or "", parts[1], https_port) if host else None
+def redirect_answer(conn: h11.Connection, https_port: int) -> bytes | None:
+    """The whole HTTP answer once `conn` has received a request head; None until then."""
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        # Not HTTP/1, no Host in HTTP/1.1, a head larger than MAX_HEAD (431)...
+        status = exc.error_status_hint
+        return _answer(conn, status, [], b"Bad request\n" if status == 400 else b"")
+    if not isinstance(event, h11.Request):
+        return None
+    host = next((v for k, v in event.headers if k == b"host"), None)
+    target = event.target.decode("latin-1")
+    location = https_location(host.decode("latin-1"), target, https_port) if host else None
     if location is None:
-        return _response("400 Bad Request", [], b"Bad request: this port only redirects to HTTPS\n")
-    body = f"Use {location}\n".encode()
+        return _answer(conn, 400, [], b"Bad request: this port only redirects to HTTPS\n")
     headers = [("Location", location), ("Content-Type", "text/plain; charset=utf-8")]
-    return _response("308 Permanent Redirect", headers, b"" if parts[0] == "HEAD" else body)
+    body = f"Use {location}\n".encode()
+    return _answer(conn, 308, headers, body, send_body=event.method != b"HEAD")
+
+
+def _answer(
+    conn: h11.Connection,
+    status: int,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    send_body: bool = True,
+) -> bytes:
+    headers = [*headers, ("Content-Length", str(len(body))), ("Connection", "close")]
+    response = h11.Response(status_code=status, headers=headers, reason=HTTPStatus(status).phrase)
+    # An answer to HEAD says the body's length and leaves the body out.
+    parts = [conn.send(response), conn.send(h11.Data(data=body)) if send_body else b""]
+    parts.append(conn.send(h11.EndOfMessage()))
+    return b"".join(part or b"" for part in parts)
 
 
 class RedirectToHTTPS:
@@ -91,7 +107,7 @@ class RedirectToHTTPS:
         from comptoir.server import bind_socket, listen_urls
 
         sock = bind_socket(self.host, self.port)
-        self.server = await asyncio.start_server(self._handle, sock=sock, limit=MAX_HEAD)
+        self.server = await asyncio.start_server(self._handle, sock=sock)
         return [listen_urls(sock, self.host, scheme="http")[0][0] + "/"]
 
     async def stop(self) -> None:
@@ -111,19 +127,30 @@ class RedirectToHTTPS:
         self.writers.add(writer)
         try:
             try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
-            except asyncio.LimitOverrunError:
-                writer.write(_response("431 Request Header Fields Too Large", [], b""))
-            except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
+                answer = await asyncio.wait_for(self._answer(reader), READ_TIMEOUT)
+            except (TimeoutError, ConnectionError):
                 return
-            else:
-                writer.write(redirect_answer(head, self.https_port))
+            if answer is None:
+                return
+            writer.write(answer)
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.wait_for(writer.drain(), READ_TIMEOUT)
                 await asyncio.wait_for(_linger(reader, writer), LINGER_TIMEOUT)
         finally:
             self.writers.discard(writer)
             writer.close()
+
+    async def _answer(self, reader: asyncio.StreamReader) -> bytes | None:
+        """Read until a request head is whole (or refused); None if the client left before."""
+        conn = new_connection()
+        while True:
+            data = await reader.read(MAX_HEAD)
+            if not data:
+                return None
+            conn.receive_data(data)
+            answer = redirect_answer(conn, self.https_port)
+            if answer is not None:
+                return answer
 
 
 async def _linger(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
