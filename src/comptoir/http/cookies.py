@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from starlette.requests import cookie_parser
+
 from comptoir.types import Scope
 
 SameSite = Literal["Strict", "Lax"]
@@ -15,15 +17,14 @@ SameSite = Literal["Strict", "Lax"]
 
 def request_cookies(scope: Scope) -> dict[str, str]:
     """The cookies a request carries (the first value wins when a name repeats)."""
-    out: dict[str, str] = {}
-    for k, v in scope.get("headers", ()):
-        if k != b"cookie":
-            continue
-        for piece in v.decode("latin-1").split(";"):
-            name, sep, value = piece.strip().partition("=")
-            if sep and name and name not in out:
-                out[name] = value.strip().strip('"')
-    return out
+    # HTTP/2 may split the header in several: RFC 9113 §8.2.3 joins them with "; ".
+    header = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"cookie")
+    if not header:
+        return {}
+    # cookie_parser keeps the last value of a name. Browsers send the cookie of the longest path,
+    # then the oldest, first (RFC 6265 §5.4): ours, not one that a sibling host set later for the
+    # parent domain. So the pieces go to it in reverse order.
+    return cookie_parser(";".join(reversed(header.split(";"))))
 
 
 def request_cookie(scope: Scope, name: str) -> str | None:
