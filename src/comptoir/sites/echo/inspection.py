@@ -22,6 +22,7 @@ from starlette.requests import HTTPConnection, Request
 from comptoir.errors import HTTPError
 from comptoir.http.numbers import parse_decimal
 from comptoir.sites.echo.context import echo_context
+from comptoir.sites.starlette import route_path, route_raw_path
 
 # Headers a proxy in front of httpbin.org added; hidden unless the query has `show_env`.
 ENV_HEADERS = frozenset(
@@ -200,9 +201,9 @@ def base_url(conn: HTTPConnection) -> str:
 
 def request_path(conn: HTTPConnection) -> str:
     """The path below the site's prefix, percent-decoded as UTF-8 (U+FFFD for bad bytes)."""
-    raw = conn.scope.get("raw_path")
+    raw = route_raw_path(conn.scope)
     if raw is None:
-        return str(conn.scope["path"])
+        return route_path(conn.scope)
     # Some servers and test clients leave the query in raw_path; it never contains a literal "?".
     raw = raw.split(b"?", 1)[0]
     return unquote_to_bytes(raw).decode("utf-8", "replace")
@@ -210,8 +211,8 @@ def request_path(conn: HTTPConnection) -> str:
 
 def request_target(conn: HTTPConnection) -> str:
     """The request-target as the client sent it: raw path with prefix, and query."""
-    raw = conn.scope.get("raw_path")
-    path: str = raw.split(b"?", 1)[0].decode("latin-1") if raw is not None else conn.scope["path"]
+    raw = route_raw_path(conn.scope)
+    path = raw.split(b"?", 1)[0].decode("latin-1") if raw is not None else route_path(conn.scope)
     target = echo_context(conn).prefix + path
     query = conn.scope.get("query_string", b"")
     return target + ("?" + query.decode("latin-1") if query else "")
@@ -220,7 +221,7 @@ def request_target(conn: HTTPConnection) -> str:
 def request_url(conn: HTTPConnection) -> str:
     """httpbin's `url`: the request's URL as werkzeug rebuilds it (an IRI)."""
     prefix = echo_context(conn).prefix
-    raw = conn.scope.get("raw_path")
+    raw = route_raw_path(conn.scope)
     if not prefix and raw and raw[:1] == b"/" and not raw.translate(None, _SAFE_BYTES[_PATH_SAFE]):
         # The usual case: nothing escaped, nothing to escape; the path is the URL's as sent.
         path = "/" + raw.lstrip(b"/").decode("ascii")
