@@ -72,7 +72,8 @@ class WorkerApp:
     Every site's requests pass through here, so this is where a kind's unexpected exception
     becomes a logged 500 with a short body (never a traceback to the client), where a client
     that went away (`ClientGone`, Starlette's `ClientDisconnect`) ends its request quietly, and
-    where an `HTTPError` nobody answered becomes its short answer.
+    where an `HTTPError` nobody answered becomes its short answer, and where a WebSocket
+    handshake no site answered is refused.
     """
 
     def __init__(
@@ -109,6 +110,13 @@ class WorkerApp:
             if not started:
                 with contextlib.suppress(Exception):
                     await _answer(scope, send, 500, "Internal server error")
+        else:
+            if scope["type"] == "websocket" and not started:
+                # A kind that speaks no WebSocket returns without a word: the handshake is
+                # refused here, the same way for every kind (a close before the accept is a 403).
+                # A client that already left cannot be refused: nothing to answer then.
+                with contextlib.suppress(Exception):
+                    await send({"type": "websocket.close", "code": 1008})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
