@@ -14,6 +14,11 @@ import threading
 import time
 from collections.abc import Callable
 
+# Expired keys are deleted when read; those never read again (a session left to expire, the
+# failed logins of a client that went away) are deleted by a purge, at most this often, that
+# comes with a write: only writes add keys, so a store that is written to is also kept small.
+PURGE_INTERVAL = 60.0
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
@@ -39,6 +44,7 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        self._next_purge = clock() + PURGE_INTERVAL
 
     def close(self) -> None:
         """Close the connection."""
@@ -66,8 +72,10 @@ class StateStore:
 
     def set(self, key: str, value: bytes, ttl: float | None = None) -> None:
         """Set `key`, expiring after `ttl` seconds (never if None)."""
-        expires = None if ttl is None else self.clock() + ttl
+        now = self.clock()
+        expires = None if ttl is None else now + ttl
         with self._lock:
+            self._purge_due(now)
             self._db.execute(
                 "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
                 (key, value, expires),
@@ -107,6 +115,7 @@ class StateStore:
                 if limit is not None and new > limit:
                     return None
                 if raw is None:
+                    self._purge_due(now)
                     expires = None if ttl is None else now + ttl
                     self._db.execute(
                         "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
@@ -136,13 +145,11 @@ class StateStore:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def purge_expired(self) -> int:
-        """Delete expired keys; return how many."""
-        with self._lock:
-            cur = self._db.execute(
-                "DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (self.clock(),)
-            )
-            return cur.rowcount
+    def _purge_due(self, now: float) -> None:
+        """Delete expired keys if the last purge is PURGE_INTERVAL old (called holding the lock)."""
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_INTERVAL
+            self._db.execute("DELETE FROM kv WHERE expires IS NOT NULL AND expires <= ?", (now,))
 
 
 def open_store(path: str | None) -> StateStore:
