@@ -13,8 +13,8 @@ from comptoir.sites.receive.names import (
     MAX_BYTES,
     clean_component,
     numbered,
+    safe_components,
     safe_name,
-    safe_path,
     split_extension,
 )
 
@@ -150,8 +150,8 @@ def test_numbered() -> None:
         ("", (), FALLBACK),
     ],
 )
-def test_safe_path(path: str, folders: tuple[str, ...], name: str) -> None:
-    assert safe_path(path) == (folders, name)
+def test_safe_components(path: str, folders: tuple[str, ...], name: str) -> None:
+    assert safe_components(path.split("/")) == (folders, name)
 
 
 def test_clean_component_may_be_empty() -> None:
@@ -197,8 +197,8 @@ def test_numbered_names_are_safe_and_distinct(text: str, n: int) -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(st.lists(hostile, max_size=6).map("/".join))
-def test_safe_path_only_goes_down(text: str) -> None:
-    folders, name = safe_path(text)
+def test_safe_components_only_go_down(text: str) -> None:
+    folders, name = safe_components(text.split("/"))
     assert_safe(name)
     for folder in folders:
         assert_safe(folder)

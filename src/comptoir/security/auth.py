@@ -380,9 +380,6 @@ class PasswordGate:
     def _login_url(self, scope: Scope) -> str:
         return str(scope.get("root_path", "")) + LOGIN_PATH.decode()
 
-    def _cookie_secure(self) -> bool:
-        return self.settings.secure
-
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         prefix = str(scope.get("root_path", ""))

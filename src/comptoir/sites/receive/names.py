@@ -111,8 +111,3 @@ def safe_components(parts: Sequence[str]) -> tuple[tuple[str, ...], str]:
     *folders, last = parts or [""]
     kept = tuple(c for c in map(clean_component, folders) if c)
     return kept, safe_name(last)
-
-
-def safe_path(text: str) -> tuple[tuple[str, ...], str]:
-    """Folders and file name for a relative path a client sent (`a/b/c.txt`), each one safe."""
-    return safe_components(text.split("/"))
