@@ -1,9 +1,12 @@
-"""Background services run by the main process next to the HTTP workers.
+"""Services run by the main process next to the HTTP workers.
 
-Some site kinds also listen on sockets that are not HTTP (TCP/UDP echo, a raw TCP chat, the
-plain-HTTP redirect of --redirect-http). Those run as asyncio servers on one event loop in a thread
-of the main process: they start before the banner is printed (so a bind error is one clear line
-and the banner can show their addresses) and stop after the HTTP workers have stopped.
+What must live outside the workers runs here: listeners besides the workers' HTTP port (echo's TCP
+and UDP echo, the plain-HTTP redirect of --redirect-http) and helpers that must act after the
+workers are gone (receive's `PartsCleaner` removes what a killed worker left). A site kind declares
+its services in `SiteKind.services`, which receives a `ServiceContext` (sites/contract.py) to
+publish addresses to the workers. They run on one asyncio event loop in a thread of the main
+process: they start before the banner is printed (so a bind error is one clear line and the banner
+can show their addresses) and stop after the HTTP workers have stopped.
 """
 
 from __future__ import annotations
@@ -18,19 +21,19 @@ from comptoir.errors import ConfigError
 
 
 class Service(Protocol):
-    """A non-HTTP listener owned by the main process."""
+    """A listener or helper owned by the main process (see the module's docstring)."""
 
     name: str
 
     async def start(self) -> list[str]:
-        """Bind and start serving; return the addresses to show (e.g. `tcp://127.0.0.1:7`).
+        """Start (a listener binds); return the addresses to show (`tcp://127.0.0.1:7`), if any.
 
         Raise ConfigError for problems the user caused (port in use...).
         """
         ...
 
     async def stop(self) -> None:
-        """Stop serving and close connections."""
+        """Stop: close connections, clean up; called once the workers have stopped."""
         ...
 
 
