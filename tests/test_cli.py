@@ -1,12 +1,9 @@
-"""The `comptoir serve` command line: options, environment variables, errors, banner."""
+"""The `comptoir serve` command line: options, environment variables, errors."""
 
 from __future__ import annotations
 
-import io
-import json
 import os
 import socket
-from datetime import datetime
 from pathlib import Path
 
 import click
@@ -14,16 +11,10 @@ import click.testing
 import pytest
 
 from comptoir import __version__
-from comptoir.accesslog import AccessLog
-from comptoir.banner import print_banner, qr_text
 from comptoir.cli import ENV_PREFIX, cli, main
 from comptoir.config import Config, ServerOptions
-from comptoir.netinfo import Address
-from comptoir.server import Server, listen_urls
 from comptoir.settings import option_fields
 from comptoir.sites.static import StaticOptions
-from comptoir.types import Message, Receive, Scope, Send
-from tests.conftest import make_config
 
 SERVE_CLASSES = (StaticOptions, ServerOptions)
 
@@ -240,161 +231,6 @@ def test_address_not_on_this_machine(capsys: pytest.CaptureFixture[str], tmp_pat
 def test_malformed_host_name(capsys: pytest.CaptureFixture[str], tmp_path: Path, host: str) -> None:
     line = fail_cli(capsys, "serve", str(tmp_path), "--host", host, "--port", "0")
     assert line == f"comptoir: error: cannot listen on {host!r}: not a valid host name"
-
-
-# --- banner -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def lan(monkeypatch: pytest.MonkeyPatch) -> list[Address]:
-    """Pretend this machine has two LAN addresses, the first on the default route."""
-    addresses = [Address("192.168.1.20", primary=True), Address("10.8.0.2")]
-    monkeypatch.setattr("comptoir.server.lan_addresses", lambda ipv6=True: addresses)
-    return addresses
-
-
-def wildcard_server(tmp_path: Path, *, quiet: bool = False) -> Server:
-    """A Server configured for all interfaces, holding a socket that only listens on loopback."""
-    config = make_config("static", StaticOptions(root=tmp_path), host="0.0.0.0", quiet=quiet)
-    server = Server(config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server.sock = sock
-    return server
-
-
-def test_banner_lists_loopback_and_lan_urls_primary_first(
-    tmp_path: Path, lan: list[Address]
-) -> None:
-    server = wildcard_server(tmp_path)
-    assert server.sock is not None
-    port = server.sock.getsockname()[1]
-    urls = server.urls()
-    assert [(u.url, u.primary) for u in urls] == [
-        (f"http://192.168.1.20:{port}/", True),
-        (f"http://127.0.0.1:{port}/", False),
-        (f"http://10.8.0.2:{port}/", False),
-    ]
-    out, err = io.StringIO(), io.StringIO()
-    print_banner(server.config, urls, out=out, err=err)
-    assert out.getvalue() == ""
-    text = err.getvalue()
-    lines = text.splitlines()
-    primary = next(line for line in lines if "192.168.1.20" in line)
-    assert "primary" in primary
-    assert all("primary" not in line for line in lines if line != primary)
-    assert f"http://127.0.0.1:{port}/" in text
-    assert f"http://10.8.0.2:{port}/" in text
-    # The QR code is the primary URL's.
-    assert qr_text(f"http://192.168.1.20:{port}/") in text
-    assert "1 worker" in text
-    server.sock.close()
-
-
-def test_quiet_banner_is_urls_only_on_stdout(tmp_path: Path, lan: list[Address]) -> None:
-    server = wildcard_server(tmp_path, quiet=True)
-    urls = server.urls()
-    out, err = io.StringIO(), io.StringIO()
-    print_banner(server.config, urls, out=out, err=err)
-    assert out.getvalue() == "".join(u.url + "\n" for u in urls)
-    assert err.getvalue() == ""
-    assert server.sock is not None
-    server.sock.close()
-
-
-def test_without_network_loopback_is_primary(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr("comptoir.server.lan_addresses", lambda ipv6=True: [])
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        assert listen_urls(sock, "0.0.0.0") == [(f"http://127.0.0.1:{port}", True)]
-        assert listen_urls(sock, "127.0.0.1") == [(f"http://127.0.0.1:{port}", True)]
-
-
-def test_ipv6_wildcard_also_shows_ipv6_loopback(lan: list[Address]) -> None:
-    if not socket.has_ipv6:
-        pytest.skip("no IPv6")
-    with socket.socket(socket.AF_INET6) as sock:
-        try:
-            sock.bind(("::1", 0))
-        except OSError:
-            pytest.skip("no IPv6 loopback")
-        port = sock.getsockname()[1]
-        urls = [u for u, _ in listen_urls(sock, "::")]
-    assert urls[:3] == [
-        f"http://192.168.1.20:{port}",
-        f"http://127.0.0.1:{port}",
-        f"http://[::1]:{port}",
-    ]
-
-
-# --- access log -------------------------------------------------------------------------------
-
-
-async def log_lines(log_format: str, raw_path: bytes, query: bytes = b"") -> list[str]:
-    """The access-log output for one request with an exact raw path."""
-    lines: list[str] = []
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 404, "headers": []})
-        await send({"type": "http.response.body", "body": b"nope"})
-
-    async def receive() -> Message:
-        return {"type": "http.request", "body": b""}
-
-    async def send(message: Message) -> None:
-        pass
-
-    ticks = iter([10.0, 10.0125])
-    log = AccessLog(app, log_format, write=lines.append, clock=lambda: next(ticks))
-    scope = {
-        "type": "http",
-        "method": "GET",
-        "path": raw_path.decode("utf-8", "replace"),
-        "raw_path": raw_path,
-        "query_string": query,
-        "headers": [],
-        "client": ("::1", 5000),
-    }
-    await log(scope, receive, send)
-    return lines
-
-
-# Bytes a client could try to smuggle into a log line or a terminal (servers in front of us may
-# pass them through even where granian refuses them).
-HOSTILE_LOG = b'/a\nFAKE 200\r\x1b[2J\x07"quote"\\back\xe9\xc3\xa9\xe2\x80\xa8\xe2\x80\xae'
-
-
-async def test_access_log_text_line_is_one_escaped_line() -> None:
-    lines = await log_lines("text", HOSTILE_LOG, b"q=\x1b]0;title\x07")
-    assert len(lines) == 1
-    line = lines[0]
-    assert line.isprintable()
-    assert line.endswith(" 404 4 12.5ms")
-    assert ' [::1] "GET ' in line
-    assert (
-        '/a\\x0aFAKE 200\\x0d\\x1b[2J\\x07\\"quote\\"\\\\back\\xe9é\\u2028\\u202e'
-        "?q=\\x1b]0;title\\x07"
-    ) in line
-
-
-async def test_access_log_json_line_parses() -> None:
-    lines = await log_lines("json", HOSTILE_LOG)
-    assert len(lines) == 1 and "\n" not in lines[0] and lines[0].isascii()
-    record = json.loads(lines[0])
-    assert record["path"] == '/a\nFAKE 200\r\x1b[2J\x07"quote"\\back\\xe9é\u2028\u202e'
-    assert (record["method"], record["status"], record["bytes"]) == ("GET", 404, 4)
-    assert record["client"] == "[::1]"
-    assert record["duration_ms"] == 12.5
-
-
-async def test_access_log_text_line_starts_with_the_local_time() -> None:
-    before = datetime.now().replace(microsecond=0)
-    first = (await log_lines("text", b"/one", b""))[0]
-    stamp = datetime.strptime(first[:19], "%Y-%m-%d %H:%M:%S")
-    assert before <= stamp <= datetime.now()
 
 
 def test_usage_shows_an_optional_folder_in_brackets() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -11,9 +10,7 @@ from typing import Any
 import pytest
 
 from comptoir import cli
-from comptoir.banner import print_banner
 from comptoir.config import Config, ServerOptions
-from comptoir.demo import DROP_TOKEN, SHARE_TOKEN, demo_config
 from comptoir.server import Server
 from comptoir.sitesfile import key_lines, load_sites_file, parse_sites, summary
 from tests.conftest import comptoir_cmd
@@ -562,65 +559,6 @@ def test_parse_sites_is_usable_without_a_file(tmp_path: Path) -> None:
     (tmp_path / "www").mkdir()
     config = parse_sites(SITE, "inline", tmp_path)
     assert config.sites[0].options.root == tmp_path / "www"
-
-
-def test_banner_groups_urls_by_site_and_quiet_prints_one_per_host_name() -> None:
-    config = load_sites_file(EXAMPLES / "sites.toml")
-    config = dataclasses.replace(config, server=ServerOptions(host="127.0.0.1", port=0))
-    server = Server(config)
-    try:
-        urls = server.urls()
-        port = server.bind().getsockname()[1]
-    finally:
-        server.bind().close()
-    err = io.StringIO()
-    print_banner(config, urls, err=err)
-    banner = [line.rstrip() for line in err.getvalue().splitlines()]
-    assert banner[1:-1] == [
-        "  site-a",
-        f"    http://site-a.localhost:{port}/",
-        f"    http://www.site-a.localhost:{port}/",
-        "  site-b",
-        f"    http://site-b.localhost:{port}/docs/",
-        "  fallback  (default: any other host name)",
-        f"    http://127.0.0.1:{port}/",
-    ]
-    out = io.StringIO()
-    print_banner(dataclasses.replace(config, server=ServerOptions(quiet=True)), urls, out=out)
-    assert out.getvalue().splitlines() == [
-        f"http://site-a.localhost:{port}/",
-        f"http://www.site-a.localhost:{port}/",
-        f"http://site-b.localhost:{port}/docs/",
-        f"http://127.0.0.1:{port}/",
-    ]
-
-
-def test_banner_shows_a_named_default_site_at_the_machine_addresses_too(tmp_path: Path) -> None:
-    config = demo_config(ServerOptions(host="127.0.0.1", port=0), tmp_path)
-    server = Server(config)
-    try:
-        urls = server.urls()
-        port = server.bind().getsockname()[1]
-    finally:
-        server.bind().close()
-    err = io.StringIO()
-    print_banner(config, urls, err=err)
-    assert [line.rstrip() for line in err.getvalue().splitlines()][1:5] == [
-        "  www  (default: any other host name)",
-        f"    http://www.localhost:{port}/",
-        f"    http://127.0.0.1:{port}/",
-        "  files",
-    ]
-    out = io.StringIO()
-    quiet = dataclasses.replace(config, server=ServerOptions(quiet=True))
-    print_banner(quiet, urls, out=out)
-    assert out.getvalue().splitlines() == [
-        f"http://www.localhost:{port}/",
-        f"http://files.localhost:{port}/",
-        f"http://share.localhost:{port}/{SHARE_TOKEN}/",
-        f"http://drop.localhost:{port}/{DROP_TOKEN}/",
-        f"http://echo.localhost:{port}/",
-    ]
 
 
 def test_server_paths_are_relative_to_the_file_too(tmp_path: Path) -> None:

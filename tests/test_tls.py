@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import io
 import ipaddress
 import os
 import socket
@@ -22,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store
 
-from comptoir.banner import print_banner
 from comptoir.cli import main
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.errors import ConfigError
@@ -391,23 +389,6 @@ def test_urls_are_https_under_tls(tmp_path: Path) -> None:
         server.sock.close()
     assert urls and all(u.startswith("https://") for u in urls)
     assert any(u.startswith("https://blog.test:") for u in urls)
-
-
-def test_banner_shows_the_ca_path_fingerprint_and_how_to_trust_it(tmp_path: Path) -> None:
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    config = Config(server=ServerOptions(tls=True))
-    files = prepare_tls(config, run_dir, ca_dir=tmp_path / "data")
-    assert files is not None and files.ca is not None
-    err = io.StringIO()
-    from comptoir.server import SiteURL
-
-    print_banner(config, [SiteURL("static", "https://127.0.0.1:1/", True)], err=err, tls=files)
-    text = err.getvalue()
-    assert str(files.ca.cert_path) in text
-    assert files.ca.fingerprint in text
-    assert "comptoir ca install" in text
-    assert f"curl --cacert {files.ca.cert_path}" in text
 
 
 # --- redirect to HTTPS -----------------------------------------------------------------------
