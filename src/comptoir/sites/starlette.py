@@ -168,9 +168,9 @@ def starlette_scope(scope: Scope) -> Scope:
     return child
 
 
-def route_path(scope: Scope) -> str:
-    """The path below the site's mount, in a scope of Starlette's convention (what routes match)."""
-    return get_route_path(scope)
+# The path below the site's mount, in a scope of Starlette's convention (what routes match):
+# Starlette's own function, so the two never disagree.
+route_path = get_route_path
 
 
 def route_raw_path(scope: Scope) -> bytes | None:

@@ -70,7 +70,7 @@ class ExactRouter(Router):
         super().__init__(list(routes), redirect_slashes=False)
         self.exact = exact_routes(routes)
 
-    async def app(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer through the route of an exact path at once, else as Router does."""
         if scope["type"] == "http":
             endpoint = self.exact.get((scope["method"], route_path(scope)))
@@ -81,7 +81,7 @@ class ExactRouter(Router):
                 response = await endpoint(Request(scope, receive, send))
                 await response(scope, receive, send)
                 return
-        await super().app(scope, receive, send)
+        await super().__call__(scope, receive, send)
 
 
 class EchoSite:
