@@ -3,6 +3,7 @@ If-Range — evaluated in the order the RFC gives."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
 
@@ -21,10 +22,11 @@ def _weak_match(tag: str, etag: str) -> bool:
     return tag.removeprefix("W/") == etag.removeprefix("W/")
 
 
-def evaluate(method: str, headers: dict[str, str], etag: str, mtime: int) -> int | None:
+def evaluate(method: str, headers: Mapping[str, str], etag: str, mtime: int | None) -> int | None:
     """Return 412 or 304 when a precondition decides the answer, else None (serve normally).
 
-    `etag` is the strong validator; `mtime` the modification time in whole seconds.
+    `etag` is the strong validator; `mtime` the modification time in whole seconds (None: the
+    representation has no date, so the date preconditions do not apply).
     """
     if_match = headers.get("if-match")
     if if_match is not None:
@@ -34,7 +36,7 @@ def evaluate(method: str, headers: dict[str, str], etag: str, mtime: int) -> int
             return 412
     else:
         ius = headers.get("if-unmodified-since")
-        if ius is not None:
+        if ius is not None and mtime is not None:
             since = _http_date_seconds(ius)
             if since is not None and mtime > since:
                 return 412
@@ -45,15 +47,18 @@ def evaluate(method: str, headers: dict[str, str], etag: str, mtime: int) -> int
             return 304 if method in ("GET", "HEAD") else 412
     elif method in ("GET", "HEAD"):
         ims = headers.get("if-modified-since")
-        if ims is not None:
+        if ims is not None and mtime is not None:
             since = _http_date_seconds(ims)
             if since is not None and mtime <= since:
                 return 304
     return None
 
 
-def range_applies(headers: dict[str, str], etag: str, last_modified: str) -> bool:
-    """Whether a Range header may be honoured given If-Range (absent means yes)."""
+def range_applies(headers: Mapping[str, str], etag: str | None, last_modified: str | None) -> bool:
+    """Whether a Range header may be honoured given If-Range (absent means yes).
+
+    A validator the representation lacks (None) never matches.
+    """
     if_range = headers.get("if-range")
     if if_range is None:
         return True
@@ -62,4 +67,4 @@ def range_applies(headers: dict[str, str], etag: str, last_modified: str) -> boo
         # Only a strong, exactly equal entity tag keeps the range.
         return if_range == etag
     # A date must match Last-Modified exactly (it is then a strong enough validator).
-    return if_range == last_modified
+    return last_modified is not None and if_range == last_modified

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 import stat
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
-from comptoir.http import conditional
 from comptoir.http.errors import send_error
 from comptoir.http.mime import content_type, is_textual
-from comptoir.http.ranges import Unsatisfiable, parse_range
+from comptoir.http.plan import Plan, Representation, plan, send_plan
 from comptoir.types import Receive, Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -72,6 +70,16 @@ class FileInfo:
     header_cache: tuple[FileOptions, str, bool, tuple[tuple[bytes, bytes], ...]] | None = field(
         default=None, repr=False, compare=False
     )
+    # What the planner sees of this file (see representation()).
+    planned: Representation | None = field(default=None, repr=False, compare=False)
+
+    def representation(self) -> Representation:
+        """This file as http/plan.py sees it; made once, so planning a file allocates nothing."""
+        rep = self.planned
+        if rep is None or rep.etag is not self.etag:
+            rep = Representation(self.size, self.etag, self.last_modified, self.mtime)
+            self.planned = rep
+        return rep
 
     @property
     def mtime(self) -> int:
@@ -171,11 +179,14 @@ class FileCache:
         max_entries: int = 10_000,
         max_bytes: int = CACHE_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        variants: bool = True,
     ) -> None:
         self.revalidate = revalidate
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self.clock = clock
+        # Look for precompressed siblings (`x.gz` served for `x`); a share offers only `x`.
+        self.variants = variants
         self._entries: dict[str, _Entry] = {}
         self._bytes = 0
 
@@ -203,12 +214,12 @@ class FileCache:
         if entry is not None and entry.info is not None and entry.info.same_file(st):
             # Unchanged: keep headers and body; the precompressed siblings may have changed alone.
             info = entry.info
-            if _variants_changed(info):
+            if self.variants and _variants_changed(info):
                 self._bytes -= sum(_held_bytes(v) for v in info.variants.values())
                 info.variants = find_variants(info.path, info.content_type)
             entry.checked = now
             return info, False
-        info = build_info(path, st)
+        info = build_info(path, st, with_variants=self.variants)
         self._store(path, _Entry(info, False, now), entry)
         return info, False
 
@@ -305,6 +316,65 @@ def request_headers(scope: Scope) -> dict[str, str]:
     return out
 
 
+@dataclass(slots=True)
+class FileAnswer:
+    """The planned answer for a file: what `send_planned_file` sends, exactly."""
+
+    # The file: as it is on disk now whenever the body comes from there.
+    info: FileInfo
+    # What is sent: the file, or a precompressed sibling.
+    rep: FileInfo
+    # Gzipped on the fly (--compress).
+    gzip: bool
+    etag: str
+    options: FileOptions
+    plan: Plan
+
+
+def plan_file(
+    scope: Scope,
+    info: FileInfo,
+    cache: FileCache,
+    options: FileOptions,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> FileAnswer | None:
+    """Plan the answer to a GET or HEAD for a file (http/plan.py); None if it is gone (404).
+
+    `status` other than 200 (e.g. 404 for a custom 404.html) disables conditionals and ranges.
+    """
+    hdrs = headers if headers is not None else request_headers(scope)
+    planned = _plan(scope["method"], hdrs, info, cache, options, status)
+    if planned is None:
+        return None
+    info, rep, gzip_on_the_fly, etag, decided = planned
+    return FileAnswer(info, rep, gzip_on_the_fly, etag, options, decided)
+
+
+async def send_planned_file(
+    send: Send,
+    answer: FileAnswer,
+    cache: FileCache,
+    *,
+    extra: Iterable[tuple[bytes, bytes]] = (),
+    pathsend: bool = False,
+) -> None:
+    """Send a file's planned answer; `pathsend` lets the server send a whole large file itself."""
+    await _send_planned(
+        send,
+        answer.info,
+        answer.rep,
+        answer.gzip,
+        answer.etag,
+        answer.options,
+        answer.plan,
+        cache,
+        extra,
+        pathsend,
+    )
+
+
 async def send_file(
     scope: Scope,
     receive: Receive,
@@ -321,62 +391,88 @@ async def send_file(
 
     `status` other than 200 (e.g. 404 for a custom 404.html) disables conditionals and ranges.
     """
-    method = scope["method"]
+    # plan_file + send_planned_file, without the FileAnswer between them: this is the hot path.
     hdrs = headers if headers is not None else request_headers(scope)
-    range_header = hdrs.get("range") if status == 200 else None
+    planned = _plan(scope["method"], hdrs, info, cache, options, status)
+    if planned is None:
+        await send_error(scope, send, 404, "Not found")
+        return
+    info, rep, gzip_on_the_fly, etag, decided = planned
+    pathsend = "http.response.pathsend" in (scope.get("extensions") or ())
+    await _send_planned(
+        send, info, rep, gzip_on_the_fly, etag, options, decided, cache, extra, pathsend
+    )
 
-    rep, gzip_on_the_fly = _representation(info, hdrs.get("accept-encoding"), range_header, options)
+
+def _plan(
+    method: str,
+    hdrs: dict[str, str],
+    info: FileInfo,
+    cache: FileCache,
+    options: FileOptions,
+    status: int,
+) -> tuple[FileInfo, FileInfo, bool, str, Plan] | None:
+    """(file, what is sent, gzipped on the fly, its ETag, the plan), or None if the file is gone."""
+    range_header = hdrs.get("range") if status == 200 else None
+    accept = hdrs.get("accept-encoding")
+    rep, gzip_on_the_fly = _pick_coding(info, accept, range_header, options)
     if rep.body is None:
         # The body will come from disk, not from memory: the headers we send must describe the
         # file as it is now. A cached stat could announce the length of a file since replaced
         # (a truncated or overlong answer), or of one since deleted.
         fresh, _ = cache.lookup(info.path, force=True)
         if fresh is None:
-            await send_error(scope, send, 404, "Not found")
-            return
+            return None
         info = fresh
-        rep, gzip_on_the_fly = _representation(
-            info, hdrs.get("accept-encoding"), range_header, options
-        )
-    etag = rep.etag if not gzip_on_the_fly else info.etag[:-1] + '-gzip"'
+        rep, gzip_on_the_fly = _pick_coding(info, accept, range_header, options)
+    if gzip_on_the_fly:
+        # Its length is known only once compressed: no ranges (nor are they asked, see above).
+        etag = info.etag[:-1] + '-gzip"'
+        described = Representation(None, etag, rep.last_modified, rep.mtime)
+    else:
+        etag = rep.etag
+        described = rep.representation()
+    return info, rep, gzip_on_the_fly, etag, plan(method, hdrs, described, status=status)
+
+
+async def _send_planned(
+    send: Send,
+    info: FileInfo,
+    rep: FileInfo,
+    gzip_on_the_fly: bool,
+    etag: str,
+    options: FileOptions,
+    planned: Plan,
+    cache: FileCache,
+    extra: Iterable[tuple[bytes, bytes]],
+    pathsend: bool,
+) -> None:
     base = _base_headers(info, rep, etag, options)
     base.extend(extra)
-
-    if status == 200:
-        decided = conditional.evaluate(method, hdrs, etag, rep.mtime)
-        if decided == 304:
-            keep = {b"etag", b"last-modified", b"cache-control", b"vary"}
-            await _send_empty(send, 304, [h for h in base if h[0] in keep])
+    if planned.whole:
+        if gzip_on_the_fly:
+            base.append((b"content-encoding", b"gzip"))
+            await _send_gzip(send, planned, info, cache, base)
             return
-        if decided == 412:
-            await _send_empty(send, 412, [(b"content-length", b"0")])
-            return
-
-    if gzip_on_the_fly:
-        base.append((b"content-encoding", b"gzip"))
-        await _send_gzip(send, method, info, cache, base)
-        return
-
-    if range_header is not None and conditional.range_applies(hdrs, info.etag, info.last_modified):
-        try:
-            ranges = parse_range(range_header, info.size)
-        except Unsatisfiable:
-            await _send_empty(
-                send,
-                416,
-                [
-                    (b"content-range", f"bytes */{info.size}".encode()),
-                    (b"content-length", b"0"),
-                    *[h for h in base if h[0] in (b"etag", b"last-modified", b"accept-ranges")],
-                ],
-            )
-            return
-        if ranges is not None:
-            await _send_ranges(send, method, info, cache, base, ranges)
-            return
-
-    pathsend = "http.response.pathsend" in scope.get("extensions", {})
-    await _send_whole(send, method, rep, cache, base, status, pathsend)
+        if planned.body:
+            body = cache.read_small(rep)
+            if body is not None:
+                base.append((b"content-length", str(rep.size).encode()))
+                await send(
+                    {"type": "http.response.start", "status": planned.status, "headers": base}
+                )
+                await send({"type": "http.response.body", "body": body})
+                return
+            if pathsend:
+                base.append((b"content-length", str(rep.size).encode()))
+                await send(
+                    {"type": "http.response.start", "status": planned.status, "headers": base}
+                )
+                await send({"type": "http.response.pathsend", "path": rep.path})
+                return
+    # Ranges, refusals, HEAD, and whole bodies without pathsend (in-process test clients).
+    read = (lambda s, e: _read_chunks(rep, cache, s, e)) if planned.body else None
+    await send_plan(send, planned, rep.size, base, read)
 
 
 def _base_headers(info: FileInfo, rep: FileInfo, etag: str, options: FileOptions) -> Headers:
@@ -412,7 +508,7 @@ def _base_headers(info: FileInfo, rep: FileInfo, etag: str, options: FileOptions
     return list(base)
 
 
-def _representation(
+def _pick_coding(
     info: FileInfo, accept: str | None, range_header: str | None, options: FileOptions
 ) -> tuple[FileInfo, bool]:
     """The representation to send (a precompressed sibling or the file) and whether to gzip it."""
@@ -431,43 +527,12 @@ def _representation(
     return info, compressible and info.size >= MIN_COMPRESS and _accepts(codings, "gzip")
 
 
-async def _send_empty(send: Send, status: int, headers: Headers) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": b""})
-
-
-async def _send_whole(
-    send: Send,
-    method: str,
-    info: FileInfo,
-    cache: FileCache,
-    headers: Headers,
-    status: int,
-    pathsend: bool,
-) -> None:
-    headers.append((b"content-length", str(info.size).encode()))
-    if method == "HEAD":
-        await _send_empty(send, status, headers)
-        return
-    body = cache.read_small(info)
-    if body is not None:
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        return
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    if pathsend:
-        await send({"type": "http.response.pathsend", "path": info.path})
-        return
-    # Servers without pathsend (and in-process test clients): stream it ourselves.
-    async for chunk in _read_chunks(info, cache, 0, info.size - 1):
-        await send({"type": "http.response.body", "body": chunk, "more_body": True})
-    await send({"type": "http.response.body", "body": b""})
-
-
 async def _read_chunks(
-    info: FileInfo, cache: FileCache, start: int, end: int
-) -> AsyncIterator[bytes]:
-    """The bytes start..end (inclusive) of a file, from the cache or in bounded chunks."""
+    info: FileInfo, cache: FileCache, start: int, end: int | None
+) -> AsyncGenerator[bytes, None]:
+    """The bytes start..end (inclusive; None: to the end) of a file, from memory or in chunks."""
+    if end is None:
+        end = info.size - 1
     body = cache.read_small(info)
     if body is not None:
         yield body[start : end + 1]
@@ -487,56 +552,8 @@ async def _read_chunks(
         os.close(fd)
 
 
-async def _send_ranges(
-    send: Send,
-    method: str,
-    info: FileInfo,
-    cache: FileCache,
-    headers: Headers,
-    ranges: list[tuple[int, int]],
-) -> None:
-    if len(ranges) == 1:
-        start, end = ranges[0]
-        headers.append((b"content-range", f"bytes {start}-{end}/{info.size}".encode()))
-        headers.append((b"content-length", str(end - start + 1).encode()))
-        await send({"type": "http.response.start", "status": 206, "headers": headers})
-        if method == "HEAD":
-            await send({"type": "http.response.body", "body": b""})
-            return
-        async for chunk in _read_chunks(info, cache, start, end):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b""})
-        return
-
-    boundary = secrets.token_hex(16)
-    ctype = info.content_type
-    part_heads = [
-        (
-            f"--{boundary}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Range: bytes {s}-{e}/{info.size}\r\n\r\n"
-        ).encode()
-        for s, e in ranges
-    ]
-    tail = f"--{boundary}--\r\n".encode()
-    length = sum(len(h) + (e - s + 1) + 2 for h, (s, e) in zip(part_heads, ranges, strict=True))
-    length += len(tail)
-    headers = [h for h in headers if h[0] != b"content-type"]
-    headers.append((b"content-type", f"multipart/byteranges; boundary={boundary}".encode()))
-    headers.append((b"content-length", str(length).encode()))
-    await send({"type": "http.response.start", "status": 206, "headers": headers})
-    if method == "HEAD":
-        await send({"type": "http.response.body", "body": b""})
-        return
-    for head, (s, e) in zip(part_heads, ranges, strict=True):
-        await send({"type": "http.response.body", "body": head, "more_body": True})
-        async for chunk in _read_chunks(info, cache, s, e):
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
-    await send({"type": "http.response.body", "body": tail})
-
-
 async def _send_gzip(
-    send: Send, method: str, info: FileInfo, cache: FileCache, headers: Headers
+    send: Send, planned: Plan, info: FileInfo, cache: FileCache, headers: Headers
 ) -> None:
     """Gzip a text file on the fly; small files are compressed once and kept."""
     gzipped = info.gzipped
@@ -547,12 +564,12 @@ async def _send_gzip(
             cache.keep_gzipped(info, gzipped)
     if gzipped is not None:
         headers.append((b"content-length", str(len(gzipped)).encode()))
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else gzipped})
+        await send({"type": "http.response.start", "status": planned.status, "headers": headers})
+        await send({"type": "http.response.body", "body": gzipped if planned.body else b""})
         return
     # Large text file: stream it, compressed chunk by chunk, with no Content-Length.
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    if method == "HEAD":
+    await send({"type": "http.response.start", "status": planned.status, "headers": headers})
+    if not planned.body:
         await send({"type": "http.response.body", "body": b""})
         return
     comp = zlib.compressobj(6, zlib.DEFLATED, 31)

@@ -34,7 +34,8 @@ def parse_range(header: str, size: int) -> list[tuple[int, int]] | None:
         if first is None:
             if last is None:
                 return None
-            if last == 0:
+            if last == 0 or size == 0:
+                # Nothing to send: a suffix of an empty representation selects no byte.
                 continue
             ranges.append((max(0, size - last), size - 1))  # a suffix: the last `last` bytes
             continue

@@ -1,8 +1,14 @@
-"""Small answers a site builds itself (pages, JSON, text) that no cache may keep."""
+"""Small answers a site builds itself: pages, JSON and text that no cache may keep; empty ones."""
 
 from __future__ import annotations
 
 from comptoir.types import Send
+
+
+async def send_empty(send: Send, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """An answer without a body (204, 304, 412, 416, a HEAD): `headers` are sent as they are."""
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def send_uncached(
