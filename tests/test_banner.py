@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import io
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,27 @@ def test_banner_shows_the_ca_path_fingerprint_and_how_to_trust_it(tmp_path: Path
     assert files.ca.fingerprint in text
     assert "comptoir ca install" in text
     assert f"curl --cacert {files.ca.cert_path}" in text
+
+
+# --- start-up cost ------------------------------------------------------------------------------
+
+
+def test_a_quiet_start_without_tls_imports_neither_rich_segno_nor_cryptography(
+    tmp_path: Path,
+) -> None:
+    """They take about 0.4 s to import: scripts and tests starting servers with --quiet skip it."""
+    code = f"""
+import io, sys
+from pathlib import Path
+from comptoir.banner import print_banner
+from comptoir.config import Config, ServerOptions
+from comptoir.security.tls import prepare_tls
+from comptoir.server import SiteURL
+
+config = Config(server=ServerOptions(quiet=True))
+assert prepare_tls(config, Path({str(tmp_path)!r})) is None
+print_banner(config, [SiteURL("static", "http://127.0.0.1:1/", True)], out=io.StringIO())
+print(sorted(m for m in ("rich", "segno", "cryptography") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

@@ -7,20 +7,21 @@ from __future__ import annotations
 
 import io
 import sys
-from typing import TextIO
-
-import segno
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, TextIO
 
 from comptoir import __version__
 from comptoir.config import Config
 from comptoir.security.tls import TLSFiles
 from comptoir.server import SiteURL
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 
 def qr_text(url: str) -> str:
     """A QR code of `url` drawn with Unicode half blocks, for a terminal."""
+    import segno
+
     buf = io.StringIO()
     segno.make(url, error="l").terminal(out=buf, compact=True, border=2)
     return buf.getvalue()
@@ -48,6 +49,10 @@ def print_banner(
             out.write(address + "\n")
         out.flush()
         return
+    # rich and segno are imported for the banner only: --quiet (scripts, tests) starts faster.
+    from rich.console import Console
+    from rich.text import Text
+
     console = Console(file=err or sys.stderr, highlight=False, soft_wrap=True)
     console.print(Text(f"comptoir {__version__}", style="bold"))
     several = len({u.site for u in urls}) > 1
@@ -79,6 +84,8 @@ def print_banner(
 
 def print_tls(console: Console, tls: TLSFiles) -> None:
     """The HTTPS lines: the local CA's file, fingerprint and how to trust it, or the user's cert."""
+    from rich.text import Text
+
     if tls.ca is None:
         console.print(Text("  HTTPS with your certificate", style="dim"))
         return

@@ -87,13 +87,13 @@ def prepare_tls(
     config: Config, run_dir: Path, ca_dir: Path | None = None, now: dt.datetime | None = None
 ) -> TLSFiles | None:
     """Write the certificate and key for this run into `run_dir`; None when TLS is off."""
+    options = config.server
+    if not tls_enabled(options):
+        return None
     # cryptography is imported only when HTTPS is on: it is slow to import, on every worker too.
     from comptoir.security.ca import issue_leaf, load_or_create_ca, write_secret
     from comptoir.security.certfiles import load_user_certificate
 
-    options = config.server
-    if not tls_enabled(options):
-        return None
     cert_path, key_path = run_dir / "tls-cert.pem", run_dir / "tls-key.pem"
     if options.cert is not None:
         chain, key = load_user_certificate(options.cert, options.key, options.key_password, now)
