@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from comptoir import terminal
+from comptoir.http.client import client_label
 from comptoir.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -38,15 +39,6 @@ def escape_for_log(text: str) -> str:
     if text.isprintable() and '"' not in text and "\\" not in text:
         return text
     return "".join(map(_escape_char, text))
-
-
-def client_label(scope: Scope) -> str:
-    """The client's address as logs show it (IPv6 in brackets), or "-"."""
-    client = scope.get("client")
-    if not client:
-        return "-"
-    host = str(client[0])
-    return f"[{host}]" if ":" in host else host
 
 
 class AccessLog:
