@@ -28,7 +28,6 @@ from comptoir.sites.share import ShareOptions, validate
 from comptoir.sites.share.app import ShareSite
 from comptoir.sites.share.archive import make_archive, tar_size
 from comptoir.sites.share.items import shared_items, walk
-from comptoir.sites.share.limits import completes_download
 from comptoir.sites.share.progress import TransferBoard
 from comptoir.state import StateStore
 from comptoir.types import ASGIApp, Message
@@ -479,27 +478,6 @@ def test_zip_made_large_uses_zip64(tmp_path: Path) -> None:
 
 
 # -- counting -----------------------------------------------------------------------------------
-
-
-def test_which_requests_complete_a_download() -> None:
-    etag, lm = '"x"', "Tue, 14 Nov 2023 22:13:20 GMT"
-
-    def completes(method: str = "GET", **headers: str) -> bool | None:
-        return completes_download(
-            method, headers, size=100, etag=etag, last_modified=lm, mtime=1_700_000_000
-        )
-
-    assert completes() is True
-    assert completes("HEAD") is None
-    assert completes(range="bytes=0-99") is True
-    assert completes(range="bytes=50-") is True
-    assert completes(range="bytes=-10") is True
-    assert completes(range="bytes=0-49") is False
-    assert completes(range="bytes=0-9,90-99") is True
-    assert completes(range="bytes=200-") is None  # 416
-    assert completes(range="bytes=0-9", **{"if-range": '"other"'}) is True
-    assert completes(**{"if-none-match": etag}) is None  # 304
-    assert completes(range="lines=1-2") is True
 
 
 async def test_once_allows_one_complete_download(share: Any, tree: Path) -> None:

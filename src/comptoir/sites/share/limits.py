@@ -11,7 +11,12 @@ How downloads count (the README says the same):
 - A Range ending before the last byte (`curl -r 0-999`, the other segments of a parallel
   download) takes no slot and completes nothing; it is answered while the file still has a
   complete download left.
-- HEAD, 304 Not Modified and 416 answers send no body and count for nothing.
+- HEAD, 304 Not Modified, 412 and 416 answers send no body and count for nothing.
+- An archive answers a request for several ranges with all of itself (it is remade up to each
+  range, so it offers no multipart answers): that answer sends the last byte, and counts.
+
+Which of these an answer is, is decided once by http/plan.py: the share takes its slot from the
+very plan it then sends (download.py), so what counts and what reaches the client cannot differ.
 
 Slots live in the state store shared by the worker processes and are taken with `incr_below`, so
 concurrent downloads race correctly for the last one: with `--count 1`, of five simultaneous
@@ -31,44 +36,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from comptoir.http import conditional
-from comptoir.http.ranges import Unsatisfiable, parse_range
+from comptoir.errors import HTTPError
 from comptoir.state import StateStore
-
-
-def completes_download(
-    method: str,
-    headers: dict[str, str],
-    *,
-    size: int | None,
-    etag: str | None,
-    last_modified: str,
-    mtime: int,
-) -> bool | None:
-    """Whether a GET would send the last byte (True), only an earlier range (False), or no body.
-
-    `size` and `etag` are None for a representation without ranges (a compressed archive).
-    Mirrors the decisions `http/files.send_file` takes, with the same helpers.
-    """
-    if method == "HEAD":
-        return None
-    if etag is not None and conditional.evaluate(method, headers, etag, mtime) is not None:
-        return None  # 304 or 412
-    range_header = headers.get("range")
-    if (
-        range_header is None
-        or size is None
-        or etag is None
-        or not conditional.range_applies(headers, etag, last_modified)
-    ):
-        return True
-    try:
-        ranges = parse_range(range_header, size)
-    except Unsatisfiable:
-        return None
-    if ranges is None:
-        return True  # an invalid header is ignored: the whole representation
-    return any(end == size - 1 for _, end in ranges)
 
 
 @dataclass(frozen=True)
@@ -82,6 +51,13 @@ class Availability:
 AVAILABLE = Availability(True)
 EXPIRED = Availability(False, "This link has expired.")
 USED_UP = Availability(False, "This has already been downloaded as many times as allowed.")
+
+
+class Gone(HTTPError):
+    """410: the link expired, or what was asked for has no complete download left."""
+
+    def __init__(self, availability: Availability) -> None:
+        super().__init__(410, availability.reason)
 
 
 class DownloadSlots:

@@ -1,0 +1,181 @@
+"""`share --count`: every kind of request counts exactly what reaches the client.
+
+A download is complete when the answer sends the last byte (sites/share/limits.py). Each case
+below is run on each thing a share offers (a one-file share, a file inside a folder, the archive,
+a folder's own archive): the answer must be the one expected, and a plain GET afterwards shows
+whether it was counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from comptoir.sites import SiteContext
+from comptoir.sites.share import ShareOptions
+from comptoir.sites.share.app import ShareSite
+from comptoir.state import StateStore
+from tests.conftest import asgi_client
+
+
+@dataclass(frozen=True)
+class Target:
+    """Something a share offers, and how to reach it."""
+
+    name: str
+    url: str  # after the share's /<token>/
+    archive: bool
+    shared: tuple[str, ...] = ("photos", "report.pdf")
+
+
+TARGETS = [
+    Target("one-file share", "", archive=False, shared=("report.pdf",)),
+    Target("file in a folder", "f/photos/a.txt", archive=False),
+    Target("archive", "archive.zip", archive=True),
+    Target("folder archive", "f/photos/2024/?archive", archive=True),
+]
+
+
+@dataclass(frozen=True)
+class Case:
+    """A request, the status a file and an archive answer it with, and whether it counts."""
+
+    name: str
+    headers: dict[str, str]
+    file_status: int
+    archive_status: int
+    counted: bool
+    archive_counted: bool | None = None  # when an archive counts differently from a file
+    method: str = "GET"
+
+
+CASES = [
+    Case("plain", {}, 200, 200, True),
+    Case("head", {}, 200, 200, False, method="HEAD"),
+    Case("not modified", {"if-none-match": "{etag}"}, 304, 304, False),
+    Case("precondition failed", {"if-match": '"other"'}, 412, 412, False),
+    Case("unsatisfiable", {"range": "bytes=99999999-"}, 416, 416, False),
+    Case("first byte", {"range": "bytes=0-0"}, 206, 206, False),
+    Case("last byte", {"range": "bytes=-1"}, 206, 206, True),
+    Case("from the start to the end", {"range": "bytes=0-"}, 206, 206, True),
+    Case("invalid range", {"range": "bytes=x-"}, 200, 200, True),
+    # The reported bypass: an archive answers several ranges with all of itself, which counts.
+    Case("several ranges", {"range": "bytes=0-0,2-2"}, 206, 200, False, archive_counted=True),
+    Case("several ranges to the end", {"range": "bytes=0-0,-1"}, 206, 200, True),
+    Case("if-range matching", {"range": "bytes=0-0", "if-range": "{etag}"}, 206, 206, False),
+    Case("if-range by date", {"range": "bytes=0-0", "if-range": "{lm}"}, 206, 206, False),
+    Case("if-range stale", {"range": "bytes=0-0", "if-range": '"other"'}, 200, 200, True),
+    Case("ranges, if-range stale", {"range": "bytes=0-0,2-2", "if-range": '"x"'}, 200, 200, True),
+]
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A folder and a file to share."""
+    photos = tmp_path / "photos"
+    (photos / "2024").mkdir(parents=True)
+    (photos / "a.txt").write_bytes(b"alpha, a file of some length\n" * 10)
+    (photos / "2024" / "b.txt").write_bytes(b"bravo\n" * 50)
+    (tmp_path / "report.pdf").write_bytes(b"%PDF-1.4 report\n" * 20)
+    return tmp_path
+
+
+Make = Callable[..., tuple[ShareSite, httpx.AsyncClient, str]]
+
+
+@pytest.fixture
+async def make_share(tree: Path) -> AsyncIterator[Make]:
+    """Factory: (site, in-process client, base URL) of a share of `shared` names in `tree`."""
+    clients: list[httpx.AsyncClient] = []
+
+    def make(
+        shared: tuple[str, ...], **options: object
+    ) -> tuple[ShareSite, httpx.AsyncClient, str]:
+        opts = ShareOptions(paths=tuple(tree / n for n in shared), **options)  # type: ignore[arg-type]
+        context = SiteContext(request_shutdown=time.monotonic, quiet=True, store=StateStore())
+        site = ShareSite(opts, context)
+        client = asgi_client(site)
+        clients.append(client)
+        return site, client, f"/{opts.token}/"
+
+    yield make
+    for c in clients:
+        await c.aclose()
+
+
+CURL = {"accept": "*/*"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize("target", TARGETS, ids=lambda t: t.name)
+async def test_each_request_counts_what_reaches_the_client(
+    make_share: Make, target: Target, case: Case
+) -> None:
+    _, client, base = make_share(target.shared, count=2)
+    url = base + target.url
+    # The first of the two downloads, to compare bodies with; it leaves one.
+    whole = await client.get(url, headers=CURL)
+    assert whole.status_code == 200
+    headers = {
+        k: v.format(etag=whole.headers["etag"], lm=whole.headers["last-modified"])
+        for k, v in case.headers.items()
+    }
+    r = await client.request(case.method, url, headers={**CURL, **headers})
+    expected = case.archive_status if target.archive else case.file_status
+    assert r.status_code == expected
+    if r.status_code == 200 and case.method == "GET":
+        assert r.content == whole.content
+    if r.status_code == 206 and "multipart" not in r.headers["content-type"]:
+        start, end = map(int, r.headers["content-range"].split()[1].split("/")[0].split("-"))
+        assert r.content == whole.content[start : end + 1]
+    if case.method == "HEAD" or r.status_code in (304, 412, 416):
+        assert r.content == b""
+    counted = case.counted
+    if target.archive and case.archive_counted is not None:
+        counted = case.archive_counted
+    after = await client.get(url, headers=CURL)
+    assert after.status_code == (410 if counted else 200)
+
+
+async def test_several_ranges_no_longer_get_the_archive_past_its_count(make_share: Make) -> None:
+    # The report: with --count 1, three requests for `bytes=0-0,2-2` each got the whole archive.
+    _, client, base = make_share(("photos", "report.pdf"), count=1)
+    first = await client.get(base + "archive.zip", headers={"range": "bytes=0-0,2-2"})
+    assert first.status_code == 200
+    for _ in range(3):
+        again = await client.get(base + "archive.zip", headers={"range": "bytes=0-0,2-2"})
+        assert again.status_code == 410
+    assert (await client.get(base + "archive.zip")).status_code == 410
+
+
+@pytest.mark.parametrize("headers", [{}, {"range": "bytes=0-0,2-2"}, {"range": "bytes=-1"}])
+async def test_concurrent_clients_get_exactly_the_count(
+    make_share: Make, headers: dict[str, str]
+) -> None:
+    site, client, base = make_share(("photos", "report.pdf"), count=1)
+    results = await asyncio.gather(
+        *(client.get(base + "archive.zip", headers=headers) for _ in range(10))
+    )
+    statuses = sorted(r.status_code for r in results)
+    assert statuses[0] in (200, 206) and statuses[1:] == [410] * 9
+    assert site.slots.completed("archive") == 1
+
+
+async def test_concurrent_clients_of_a_file_in_a_folder(make_share: Make) -> None:
+    _, client, base = make_share(("photos", "report.pdf"), count=3)
+    results = await asyncio.gather(
+        *(client.get(base + "f/photos/a.txt", headers=CURL) for _ in range(10))
+    )
+    assert sorted(r.status_code for r in results) == [200] * 3 + [410] * 7
+    # Segments that end before the last byte are still answered: nothing is taken from them.
+    _, client2, base2 = make_share(("photos", "report.pdf"), count=1)
+    parts = await asyncio.gather(
+        *(client2.get(base2 + "f/photos/a.txt", headers={"range": "bytes=0-9"}) for _ in range(10))
+    )
+    assert {r.status_code for r in parts} == {206}
