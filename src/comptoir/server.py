@@ -20,7 +20,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from comptoir.app import build_app
 from comptoir.config import ALL_INTERFACES, Config
 from comptoir.errors import ConfigError
 from comptoir.netinfo import lan_addresses
@@ -129,6 +128,10 @@ def _load_app(config: Config, setup: WorkerSetup, *_: Any) -> ASGIApp:
 
     def request_shutdown() -> None:
         os.kill(os.getppid(), signal.SIGTERM)
+
+    # Imported here: only workers serve HTTP, and the main process starts faster without
+    # Starlette and the sites' modules.
+    from comptoir.app import build_app
 
     return build_app(
         config,
