@@ -61,12 +61,7 @@ UNSAFE_METHODS = ("DELETE", "PATCH", "PUT", "POST")
 
 # Inconsistencies known and not yet fixed, by (test, kind): each names the gap and where its fix
 # belongs. Strict: once fixed, the test passes, fails as XPASS, and the entry goes.
-KNOWN_GAPS: dict[tuple[str, str], str] = {
-    ("test_head_of_a_redirect_has_no_body", "receive"): (
-        "receive's 301 from a link without its slash sends its 18-byte body to HEAD "
-        "(sites/receive/app.py; issue 9: the toolkit's redirect)"
-    ),
-}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def test_every_kind_has_a_demo_site() -> None:

@@ -13,7 +13,6 @@ from comptoir.http.errors import send_error, wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
 from comptoir.http.paths import (
     ResolveCache,
-    location_value,
     quote_name,
     reachable,
     real_root,
@@ -22,6 +21,7 @@ from comptoir.http.paths import (
 )
 from comptoir.settings import setting
 from comptoir.sites.contract import Problem, SiteContext, SiteKind
+from comptoir.sites.toolkit import not_allowed, send_allowed, send_http_error, send_redirect
 from comptoir.types import Receive, Scope, Send
 
 ALLOWED = "GET, HEAD, OPTIONS"
@@ -73,20 +73,14 @@ class StaticSite:
         method = scope["method"]
         if method not in ("GET", "HEAD"):
             if method == "OPTIONS":
-                await self._options(send)
+                await send_allowed(send, ALLOWED)
             else:
-                await send_error(scope, send, 405, "Method not allowed", {"Allow": ALLOWED})
+                await send_http_error(scope, send, not_allowed(ALLOWED))
             return
         try:
             await self._get(scope, receive, send)
         except HTTPError as exc:
             await self._not_found(scope, receive, send, exc.status, exc.message, exc.headers)
-
-    async def _options(self, send: Send) -> None:
-        # No Content-Length: a 204 must not carry one (RFC 9110 §8.6).
-        headers = [(b"allow", ALLOWED.encode())]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
@@ -125,19 +119,7 @@ class StaticSite:
         # The location is rebuilt from the checked components, not echoed from the request:
         # `//evil.example` would otherwise redirect off-site (a protocol-relative URL).
         location = url_for_parts(parts, prefix=self.prefix, slash=True)
-        if scope.get("query_string"):
-            location += "?" + scope["query_string"].decode("latin-1")
-        body = b"Moved Permanently\n"
-        headers = [
-            (b"location", location_value(location)),
-            (b"content-type", b"text/plain; charset=utf-8"),
-            (b"content-length", str(len(body)).encode()),
-            (b"x-content-type-options", b"nosniff"),
-        ]
-        await send({"type": "http.response.start", "status": 301, "headers": headers})
-        await send(
-            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
-        )
+        await send_redirect(scope, send, location, keep_query=True, private=False)
 
     async def _listing(self, scope: Scope, send: Send, folder: str, parts: tuple[str, ...]) -> None:
         base_url = self.prefix + "".join("/" + quote_name(p) for p in parts) + "/"

@@ -16,19 +16,17 @@ import time
 from typing import Any
 
 from comptoir import terminal
-from comptoir.accesslog import client_label
-from comptoir.errors import HTTPError
+from comptoir.errors import ClientGone, HTTPError
+from comptoir.http.client import client_label
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
 from comptoir.http.numbers import parse_decimal
-from comptoir.http.paths import location_value, real_root, unquote_bytes
+from comptoir.http.paths import real_root, unquote_bytes
 from comptoir.http.responses import send_uncached
-from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.sites import SiteContext
 from comptoir.sites.receive import ReceiveOptions
 from comptoir.sites.receive.upload import (
     MULTIPART_OVERHEAD,
-    ClientGone,
     Limits,
     Quota,
     Saved,
@@ -39,6 +37,13 @@ from comptoir.sites.receive.upload import (
     receive_put,
     too_large,
     total_exceeded,
+)
+from comptoir.sites.toolkit import (
+    header,
+    not_allowed,
+    send_allowed,
+    send_redirect,
+    serve_link,
 )
 from comptoir.types import Receive, Scope, Send
 from comptoir.web import render
@@ -71,22 +76,12 @@ class ReceiveSite:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request."""
-        if scope["type"] != "http":
-            return
-        send_with_headers = send_with_link_headers(send)
-        try:
-            await self._route(scope, receive, send_with_headers)
-        except HTTPError as exc:
-            await send_error(scope, send_with_headers, exc.status, exc.message, exc.headers)
+        await serve_link(scope, receive, send, self.token, self._route)
 
-    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = (scope.get("raw_path") or scope["path"].encode()).decode("latin-1")
-        rest = split_token(raw, self.token)
-        if rest is None:
-            raise HTTPError(404, "Not found")
+    async def _route(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
         method = scope["method"]
         if rest == "" and method in ("GET", "HEAD"):
-            await self._redirect(scope, send, self.base_url)
+            await send_redirect(scope, send, self.base_url, keep_query=True)
             return
         if rest in ("", "/"):
             if method in ("GET", "HEAD"):
@@ -96,9 +91,9 @@ class ReceiveSite:
             elif method == "PUT":
                 await self._upload(scope, receive, send, [])
             elif method == "OPTIONS":
-                await self._options(send, ALLOWED_ROOT)
+                await send_allowed(send, ALLOWED_ROOT)
             else:
-                raise HTTPError(405, "Method not allowed", {"Allow": ALLOWED_ROOT})
+                raise not_allowed(ALLOWED_ROOT)
             return
         if method == "PUT":
             # Decoded component by component: an encoded slash is part of a name, not a folder.
@@ -108,12 +103,12 @@ class ReceiveSite:
             ]
             await self._upload(scope, receive, send, path)
         elif method == "OPTIONS":
-            await self._options(send, ALLOWED_FILE)
+            await send_allowed(send, ALLOWED_FILE)
         elif method in ("GET", "HEAD"):
             # Received files are not served back: this link only takes.
             raise HTTPError(404, "Not found")
         else:
-            raise HTTPError(405, "Method not allowed", {"Allow": ALLOWED_FILE})
+            raise not_allowed(ALLOWED_FILE)
 
     # -- uploads -------------------------------------------------------------------------------
 
@@ -132,7 +127,7 @@ class ReceiveSite:
                 self._refuse_early_put(upload.quota, length)
                 await receive_put(body.receive, upload, path, length)
             else:
-                boundary = multipart_boundary(_header(scope, b"content-type"))
+                boundary = multipart_boundary(header(scope["headers"], b"content-type") or "")
                 self._refuse_early_post(upload.quota, length)
                 await receive_multipart(body.receive, upload, boundary)
             counted = self._take_count(len(upload.parts))
@@ -262,33 +257,15 @@ class ReceiveSite:
             parts.append(f"{n} file{'s' if n > 1 else ''} at most")
         return ", ".join(parts)
 
-    async def _redirect(self, scope: Scope, send: Send, location: str) -> None:
-        if scope.get("query_string"):
-            location += "?" + scope["query_string"].decode("latin-1")
-        headers = [(b"location", location_value(location))]
-        body = b"Moved Permanently\n"
-        await send_uncached(send, 301, body, b"text/plain; charset=utf-8", headers=headers)
-
-    async def _options(self, send: Send, allowed: str) -> None:
-        headers = [(b"allow", allowed.encode())]
-        await send_uncached(send, 204, b"", None, headers=headers)
-
     def shutdown(self) -> None:
         """Lifespan shutdown: remove the temporary files of uploads still in progress."""
         for upload in list(self.in_flight):
             upload.abort()
 
 
-def _header(scope: Scope, name: bytes) -> str:
-    for k, v in scope.get("headers", ()):
-        if k.lower() == name:
-            return str(v.decode("latin-1"))
-    return ""
-
-
 def _content_length(scope: Scope) -> int | None:
     """The declared body size, None when the body is chunked; 400 when malformed."""
-    text = _header(scope, b"content-length").strip()
+    text = (header(scope["headers"], b"content-length") or "").strip()
     if not text:
         return None
     length = parse_decimal(text)

@@ -26,7 +26,7 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartState, parse_options_header
 
-from comptoir.errors import HTTPError
+from comptoir.errors import ClientGone, HTTPError
 from comptoir.http.listing import human_size
 from comptoir.sites.receive.names import MAX_DEPTH, numbered, safe_components
 from comptoir.state import StateStore
@@ -54,10 +54,6 @@ _O_PART = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 # The write primitive, a module attribute so tests can simulate a full disk.
 _write = os.write
-
-
-class ClientGone(Exception):
-    """The client disconnected (or the body ended short) before the upload was complete."""
 
 
 @dataclass(frozen=True)
@@ -484,6 +480,7 @@ async def receive_put(
     async for chunk in body_chunks(receive):
         upload.write(chunk)
     if content_length is not None and upload.total != content_length:
+        # A body shorter than announced: the client stopped sending before the end.
         raise ClientGone
 
 
