@@ -19,6 +19,7 @@ from comptoir.config import ServerOptions, SiteConfig
 from comptoir.settings import options_from_mapping
 from comptoir.sites import KINDS, SiteContext
 from comptoir.sites.receive import ReceiveOptions, validate
+from comptoir.sites.receive import body as body_module
 from comptoir.sites.receive import upload as upload_module
 from comptoir.sites.receive.app import ReceiveSite
 from comptoir.state import StateStore
@@ -321,7 +322,7 @@ async def test_multipart_text_answer(client: Callable[..., httpx.AsyncClient]) -
     ],
 )
 def test_multipart_file_names_as_clients_send_them(header: bytes, name: str | None) -> None:
-    assert upload_module.part_filename(header) == name
+    assert body_module.part_filename(header) == name
 
 
 async def test_multipart_escaped_names_are_saved_as_meant(

@@ -25,16 +25,18 @@ from comptoir.http.paths import real_root, unquote_bytes
 from comptoir.http.responses import send_uncached
 from comptoir.sites import SiteContext
 from comptoir.sites.receive import ReceiveOptions
-from comptoir.sites.receive.upload import (
+from comptoir.sites.receive.body import (
     MULTIPART_OVERHEAD,
-    Limits,
-    Quota,
-    Saved,
     TrackedBody,
-    Upload,
     multipart_boundary,
     receive_multipart,
     receive_put,
+)
+from comptoir.sites.receive.upload import (
+    Limits,
+    Quota,
+    Saved,
+    Upload,
     too_large,
     total_exceeded,
 )
