@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -239,3 +240,53 @@ def test_usage_shows_an_optional_folder_in_brackets() -> None:
     assert "Usage: comptoir serve [OPTIONS] [DIR]" in serve
     share = runner.invoke(cli, ["share", "--help"], prog_name="comptoir").output
     assert "Usage: comptoir share [OPTIONS] PATH..." in share
+
+
+def test_version_names_the_engine_and_event_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert re.fullmatch(r"comptoir, version \S+ \(granian \S+, event loop uvloop \S+\)\n", out)
+
+
+def test_loop_auto_is_uvloop_never_rloop() -> None:
+    from comptoir.loops import resolve_loop
+
+    assert resolve_loop("auto") == "uvloop"
+    assert resolve_loop("asyncio") == "asyncio"
+
+
+def test_a_loop_that_is_not_installed_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setattr("comptoir.loops.installed", lambda name: name != "rloop")
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", str(tmp_path), "--port", "0", "--loop", "rloop"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err == "comptoir: error: --loop rloop: rloop is not installed (pip install rloop)\n"
+
+
+@pytest.mark.parametrize(("choice", "loop"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_granian_is_given_the_resolved_loop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, choice: str, loop: str
+) -> None:
+    import socket
+
+    from granian.server import mp
+
+    from comptoir.server import WorkerSetup, _run_granian
+
+    given: dict[str, object] = {}
+
+    def capture(self: object, **kwargs: object) -> None:
+        given.update(kwargs)
+
+    monkeypatch.setattr(mp.MPServer, "__init__", capture)
+    monkeypatch.setattr(mp.MPServer, "serve", lambda self, **kwargs: None, raising=False)
+    config = Config(server=ServerOptions(loop=choice))  # type: ignore[arg-type]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        _run_granian(config, sock, WorkerSetup("", tmp_path, {}))
+    assert str(given["loop"]) == loop

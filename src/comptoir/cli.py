@@ -146,8 +146,18 @@ def run_config(config: Config) -> None:
     sys.exit(code)
 
 
+def _version_message() -> str:
+    """`comptoir, version X (granian Y, event loop Z)`: what answers requests, with --loop auto."""
+    from importlib.metadata import version
+
+    from comptoir.loops import describe, resolve_loop
+
+    engine = f"granian {version('granian')}, event loop {describe(resolve_loop('auto'))}"
+    return f"%(prog)s, version %(version)s ({engine})"
+
+
 @click.group(context_settings={"help_option_names": ["--help"], "max_content_width": 100})
-@click.version_option(__version__, prog_name="comptoir")
+@click.version_option(__version__, prog_name="comptoir", message=_version_message())
 def cli() -> None:
     """comptoir: one command, one port — share files, receive uploads, serve sites."""
 

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from comptoir.settings import parse_duration, setting
 
 LogFormat = Literal["text", "json"]
+EventLoop = Literal["auto", "uvloop", "asyncio", "rloop"]
 
 # "All interfaces": one dual-stack IPv6 socket that also accepts IPv4 (falls back to 0.0.0.0
 # where the machine has no IPv6).
@@ -41,6 +42,11 @@ class ServerOptions:
         short=("-q",),
     )
     log_format: LogFormat = setting("text", "Access log format.")
+    loop: EventLoop = setting(
+        "auto",
+        "Event loop of the workers: auto is uvloop where it is installed, else asyncio; rloop "
+        "(pip install rloop) is experimental.",
+    )
     grace: float = setting(
         10.0,
         "Seconds transfers in flight may take to finish at shutdown.",

@@ -22,6 +22,7 @@ from typing import Any
 
 from comptoir.config import ALL_INTERFACES, Config
 from comptoir.errors import ConfigError
+from comptoir.loops import resolve_loop
 from comptoir.netinfo import lan_addresses
 from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
 from comptoir.services import Service, ServiceRunner
@@ -161,6 +162,10 @@ class Server:
                     else str(problem)
                 )
         problems.extend(check_tls_options(self.config.server))
+        try:
+            resolve_loop(server.loop)
+        except ConfigError as exc:
+            problems.append(str(exc))
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -249,7 +254,7 @@ def _run_granian(
     config: Config, sock: socket.socket, setup: WorkerSetup, tls: TLSFiles | None = None
 ) -> int:
     from granian._granian import SocketHolder
-    from granian.constants import HTTPModes, Interfaces, RuntimeModes, SSLProtocols
+    from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols
     from granian.log import LogLevels
     from granian.server.mp import MPServer
 
@@ -272,6 +277,8 @@ def _run_granian(
         address=s.host,
         port=sock.getsockname()[1],
         interface=Interfaces.ASGI,
+        # Resolved here, not by granian's `auto` (which would take rloop if installed): loops.py.
+        loop=Loops(resolve_loop(s.loop)),
         workers=s.workers,
         log_enabled=True,
         log_level=LogLevels.error,
