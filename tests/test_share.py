@@ -20,6 +20,7 @@ import segno
 
 from comptoir.app import build_app
 from comptoir.cli import build_options
+from comptoir.clock import ManualClock
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.http.paths import quote_name
 from comptoir.settings import option_fields
@@ -46,6 +47,7 @@ class Share:
     client: httpx.AsyncClient
     url: str
     shutdowns: list[float] = field(default_factory=list)
+    clock: ManualClock = field(default_factory=ManualClock)
 
 
 @pytest.fixture
@@ -56,15 +58,17 @@ async def share() -> Any:
     def make(*paths: Path, **options: Any) -> Share:
         opts = ShareOptions(paths=tuple(paths), **options)
         shutdowns: list[float] = []
+        clock = ManualClock()
         context = SiteContext(
             request_shutdown=lambda: shutdowns.append(time.monotonic()),
             quiet=True,
             store=StateStore(),
+            clock=clock,
         )
         site = ShareSite(opts, context)
         client = asgi_client(site)
         clients.append(client)
-        return Share(site, client, f"/{opts.token}/", shutdowns)
+        return Share(site, client, f"/{opts.token}/", shutdowns, clock)
 
     yield make
     for c in clients:
@@ -626,7 +630,9 @@ async def test_a_cut_range_does_not_complete(share: Any, tree: Path) -> None:
 async def test_expiry_answers_gone_and_stops(share: Any, tree: Path) -> None:
     s = share(tree / "report.pdf", expire=3600)
     assert (await s.client.get(s.url, headers=AS_CURL)).status_code == 200
-    s.site.slots.deadline = time.time() - 1
+    s.clock.advance(3599)
+    assert (await s.client.get(s.url, headers=AS_CURL)).status_code == 200
+    s.clock.advance(1)
     r = await s.client.get(s.url, headers=AS_HTML)
     assert r.status_code == 410 and "expired" in r.text
     assert (await s.client.get(s.url + "f/report.pdf")).status_code == 410
@@ -635,7 +641,7 @@ async def test_expiry_answers_gone_and_stops(share: Any, tree: Path) -> None:
 
 async def test_expiry_timer_stops_the_server(share: Any, tree: Path) -> None:
     s = share(tree / "report.pdf", expire=3600)
-    s.site.slots.deadline = time.time() + 0.05
+    s.clock.advance(3600 - 0.05)
     await s.site.startup()
     await asyncio.sleep(0.3)
     assert len(s.shutdowns) == 1

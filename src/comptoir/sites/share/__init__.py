@@ -2,9 +2,9 @@
 
 One capability URL (`/<token>/`) holds everything shared. Browsers get a landing page with a QR
 code and download buttons, folders a listing; curl and wget get the content itself — the file of a
-one-file share, else an archive — so `curl -OJ URL` just works. The routes are in app.py, what is
-shared in items.py, archives in archive.py, --count/--expire in limits.py, the terminal lines in
-progress.py.
+one-file share, else an archive — so `curl -OJ URL` just works. The routes are in app.py, the
+transfer accounting in download.py, the pages in pages.py, what is shared in items.py, archives in
+archive.py, --count/--expire in limits.py, the terminal lines in progress.py.
 """
 
 from __future__ import annotations

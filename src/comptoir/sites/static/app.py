@@ -1,12 +1,9 @@
-"""`static`: a folder served as a web site (what `python -m http.server` does, done right)."""
+"""The ASGI app of a static site: files through the lean path, folders, redirects, 404 pages."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
 
-from comptoir.config import ServerOptions
 from comptoir.errors import HTTPError
 from comptoir.http import listing
 from comptoir.http.errors import send_error, wants_json
@@ -19,33 +16,12 @@ from comptoir.http.paths import (
     resolve_path,
     url_for_parts,
 )
-from comptoir.settings import setting
-from comptoir.sites.contract import Problem, SiteContext, SiteKind
+from comptoir.sites.contract import SiteContext
+from comptoir.sites.static import StaticOptions
 from comptoir.sites.toolkit import not_allowed, send_allowed, send_http_error, send_redirect
 from comptoir.types import Receive, Scope, Send
 
 ALLOWED = "GET, HEAD, OPTIONS"
-
-
-@dataclass(frozen=True)
-class StaticOptions:
-    """Options of a static site."""
-
-    root: Path = setting(
-        Path("."), "Folder to serve.", argument="dir", default_text="current folder"
-    )
-    listing: bool = setting(True, "List folders that have no index.html (else 404).")
-    hidden: bool = setting(False, "Serve and list dotfiles (hidden by default).", flag_only=True)
-    cache: int = setting(
-        0, "Cache-Control max-age in seconds (0: browsers revalidate every time).", minimum=0
-    )
-    compress: bool = setting(False, "Gzip text files on the fly (never ranges).", flag_only=True)
-    spa: bool = setting(
-        False, "Answer unknown paths without an extension with /index.html.", flag_only=True
-    )
-    revalidate: float = setting(
-        1.0, "Seconds a file's stat is trusted before it is checked again.", minimum=0, cli=False
-    )
 
 
 class StaticSite:
@@ -189,30 +165,3 @@ def _from_memory(info: FileInfo) -> bool:
     Anything read from disk (a large file, a precompressed sibling) is resolved afresh each time.
     """
     return info.body is not None and not info.variants
-
-
-def build(options: StaticOptions, context: SiteContext) -> StaticSite:
-    """Build the ASGI app of a static site."""
-    return StaticSite(options, context)
-
-
-def validate(options: StaticOptions, server: ServerOptions) -> list[Problem]:
-    """Problems that would stop this site from starting (missing or unreadable folder)."""
-    root = options.root
-    if not root.exists():
-        return [Problem("root", f"folder not found: {root}")]
-    if not root.is_dir():
-        return [Problem("root", f"not a folder: {root}")]
-    if not os.access(root, os.R_OK | os.X_OK):
-        return [Problem("root", f"folder not readable: {root}")]
-    return []
-
-
-KIND = SiteKind(
-    name="static",
-    options=StaticOptions,
-    build=build,
-    command="serve",
-    help="Serve DIR (default: the current folder) as a static web site.",
-    validate=validate,
-)
