@@ -13,7 +13,7 @@ import pytest
 
 from comptoir.banner import print_banner, qr_text
 from comptoir.config import Config, ServerOptions
-from comptoir.demo import DROP_TOKEN, SHARE_TOKEN, demo_config
+from comptoir.demo import SITES, demo_config
 from comptoir.netinfo import Address
 from comptoir.security.tls import prepare_tls
 from comptoir.server import Server, listen_urls
@@ -165,13 +165,11 @@ def test_banner_shows_a_named_default_site_at_the_machine_addresses_too(tmp_path
     out = io.StringIO()
     quiet = dataclasses.replace(config, server=ServerOptions(quiet=True))
     print_banner(quiet, urls, out=out)
+    # One URL per demo site, with the path its kind adds (a share's token), the default only once.
     assert out.getvalue().splitlines() == [
-        f"http://www.localhost:{port}/",
-        f"http://files.localhost:{port}/",
-        f"http://share.localhost:{port}/{SHARE_TOKEN}/",
-        f"http://drop.localhost:{port}/{DROP_TOKEN}/",
-        f"http://echo.localhost:{port}/",
+        f"http://{s.host}:{port}{s.path(tmp_path)}" for s in SITES
     ]
+    assert f"http://share.localhost:{port}/sample-share-link/" in out.getvalue()
 
 
 # --- TLS --------------------------------------------------------------------------------------

@@ -1,15 +1,16 @@
 """Every registered kind through the same checks: the contract a site keeps whatever it does.
 
 The suite iterates `comptoir.sites.KINDS`: a new kind inherits it by registering, with the options
-and front page of its demo site (`comptoir.demo.SITES`, which must have one site per kind). Each
-check runs with the site at the root and mounted at `/mnt`, in-process on `build_app`:
+and front page of each of its demo sites (`SiteKind.demo`, at least one per kind; the demo's home
+page, a static site, too). Each check runs with the site at the root and mounted at `/mnt`,
+in-process on `build_app`:
 
 - HEAD answers what GET answers, headers included, without a body;
 - an unknown path is a short 404, as text or as JSON (`Accept: application/json`);
 - OPTIONS answers with `Allow`, and a method outside it is a 405 with the same `Allow`;
 - mounted under a prefix, the front page answers there and every link or redirect stays inside;
-- a WebSocket handshake is refused where the kind speaks no WebSocket (`WEBSOCKETS` lists where it
-  does: those are accepted, mounted too);
+- a WebSocket handshake is refused where the kind speaks no WebSocket (its demo site's
+  `websockets` lists where it does: those are accepted, mounted too);
 - the lifespan hooks a kind declares are awaited, on the app its `build` made;
 - an unexpected exception raised inside the kind's code becomes a 500 with a short body and a
   traceback on the terminal, never on the wire.
@@ -33,17 +34,13 @@ import pytest
 from comptoir import terminal
 from comptoir.app import build_app
 from comptoir.config import Config, ServerOptions, SiteConfig
-from comptoir.demo import SITES, DemoSite
+from comptoir.demo import SITES, DemoEntry
 from comptoir.sites import KINDS, AnyKind, SiteContext
 from comptoir.types import ASGIApp, Message, Receive, Scope, Send
 from tests.conftest import asgi_client
 
 MOUNTS = ["/", "/mnt"]
 BASE_URL = "http://conformance.test"
-
-# Where a kind speaks WebSocket (paths below its mount). Every other path of every kind must refuse
-# the handshake; a kind that adds WebSocket endpoints lists one here.
-WEBSOCKETS: dict[str, tuple[str, ...]] = {"echo": ("/websocket/echo",)}
 
 # What may legitimately differ between the headers of GET and HEAD on the same resource: values
 # computed per response. `date` is added by the server (granian), not by the app, but listed so
@@ -66,7 +63,7 @@ KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 def test_every_kind_has_a_demo_site() -> None:
     # The suite borrows options and a front page from the demo: a kind without one is untested.
-    assert set(KINDS) - {s.kind for s in SITES} == set()
+    assert [name for name, kind in KINDS.items() if not kind.demo] == []
 
 
 @dataclass
@@ -78,6 +75,8 @@ class Site:
     config: Config
     # The front page's path as a client requests it (mount included).
     front: str
+    # Where the site speaks WebSocket (paths below its mount); everywhere else it must refuse.
+    websockets: tuple[str, ...] = ()
 
     @property
     def prefix(self) -> str:
@@ -124,10 +123,10 @@ class BodyRecorder:
         await self.app(scope, receive, recording)
 
 
-def demo_sites_by_kind() -> list[tuple[str, DemoSite | None]]:
+def demo_sites_by_kind() -> list[tuple[str, DemoEntry | None]]:
     """(kind, demo site) for every registered kind and each of its demo sites (None: it has none,
     and its checks fail saying so)."""
-    out: list[tuple[str, DemoSite | None]] = []
+    out: list[tuple[str, DemoEntry | None]] = []
     for kind in sorted(KINDS):
         sites = [s for s in SITES if s.kind == kind]
         out.extend((kind, s) for s in sites or [None])
@@ -138,18 +137,18 @@ def demo_sites_by_kind() -> list[tuple[str, DemoSite | None]]:
     params=demo_sites_by_kind(),
     ids=[f"{k}-{s.name}" if s else k for k, s in demo_sites_by_kind()],
 )
-def demo(request: pytest.FixtureRequest) -> DemoSite:
+def demo(request: pytest.FixtureRequest) -> DemoEntry:
     """A demo site of a registered kind (every demo site of each kind: a static site with and
     without listings, for example)."""
     kind, demo = request.param
     if demo is None:
-        pytest.fail(f"kind {kind!r} has no demo site (comptoir.demo.SITES)")
-    found: DemoSite = demo
+        pytest.fail(f"kind {kind!r} has no demo site (its SiteKind.demo)")
+    found: DemoEntry = demo
     return found
 
 
 @pytest.fixture(params=MOUNTS, ids=["root", "mounted"])
-def site(demo: DemoSite, request: pytest.FixtureRequest, tmp_path: Path) -> Site:
+def site(demo: DemoEntry, request: pytest.FixtureRequest, tmp_path: Path) -> Site:
     """A demo site served alone, at the root or mounted at /mnt."""
     gap = KNOWN_GAPS.get((request.node.originalname, demo.kind))
     if gap is not None:
@@ -161,7 +160,7 @@ def site(demo: DemoSite, request: pytest.FixtureRequest, tmp_path: Path) -> Site
         sites=(SiteConfig(demo.kind, options, path=mount, name=demo.name),),
     )
     prefix = "" if mount == "/" else mount
-    return Site(demo.kind, mount, config, prefix + demo.path(tmp_path))
+    return Site(demo.kind, mount, config, prefix + demo.path(tmp_path), demo.site.websockets)
 
 
 @pytest.fixture
@@ -392,9 +391,8 @@ class WebSocketPeer:
 
 async def test_websocket_is_refused_where_not_spoken(site: Site, terminal_lines: list[str]) -> None:
     app = site.app()
-    spoken = WEBSOCKETS.get(site.kind, ())
     for path in (site.front, unknown_path(site)):
-        if path.removeprefix(site.prefix) in spoken:
+        if path.removeprefix(site.prefix) in site.websockets:
             continue
         peer = WebSocketPeer(app, path)
         first = await peer.next_message()
@@ -405,11 +403,10 @@ async def test_websocket_is_refused_where_not_spoken(site: Site, terminal_lines:
 
 
 async def test_websocket_is_accepted_where_spoken(site: Site, terminal_lines: list[str]) -> None:
-    spoken = WEBSOCKETS.get(site.kind, ())
-    if not spoken:
+    if not site.websockets:
         pytest.skip(f"{site.kind} speaks no WebSocket")
     app = site.app()
-    for path in spoken:
+    for path in site.websockets:
         peer = WebSocketPeer(app, site.url(path))
         assert (await peer.next_message())["type"] == "websocket.accept", path
         await peer.close()

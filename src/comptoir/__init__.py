@@ -11,6 +11,8 @@ from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.errors import ClientGone, ConfigError, HTTPError
 from comptoir.sites import (
     KINDS,
+    DemoContext,
+    DemoSite,
     Problem,
     ServiceContext,
     SiteContext,
@@ -22,6 +24,8 @@ __all__ = [
     "ClientGone",
     "Config",
     "ConfigError",
+    "DemoContext",
+    "DemoSite",
     "HTTPError",
     "Problem",
     "ServerOptions",

@@ -240,9 +240,9 @@ def check(sites_file: Path) -> None:
 def demo(**values: Any) -> None:
     """Serve the built-in demo on *.localhost names.
 
-    A home page at www.localhost (also the default site: http://127.0.0.1:PORT/) and a site of
-    each kind on other names under .localhost (files, share, drop, echo), which browsers
-    resolve to this machine. Uploads to the drop site go to a temporary folder, removed at exit.
+    A home page at www.localhost (also the default site: http://127.0.0.1:PORT/) linking the
+    sites of every kind, each on its own name under .localhost, which browsers resolve to this
+    machine. What they write (uploads) goes to a temporary folder, removed at exit.
     """
     from comptoir.demo import demo_config, demo_run_dir
 

@@ -8,19 +8,19 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 import pytest
 
-from comptoir.config import ServerOptions
-from comptoir.demo import DEMO_DIR, DROP_TOKEN, SHARE_TOKEN, SITES, demo_config
-from comptoir.sites import KINDS
+from comptoir.demo import SAMPLES_DIR, SITES
+from comptoir.sites.receive import DEMO_TOKEN as DROP_TOKEN
+from comptoir.sites.share import DEMO_TOKEN as SHARE_TOKEN
 from tests.conftest import need_tool
 from tests.live.test_browser import browser  # noqa: F401  (a fixture, used below)
 from tests.live.test_run_live import raw_request
 from tests.live.vhosts import SitesServer, sites_server
 
-SAMPLE_FILES = {p.name for p in (DEMO_DIR / "files").iterdir()}
+SAMPLE_FILES = {p.name for p in SAMPLES_DIR.iterdir()}
 
 
 @pytest.fixture(scope="module")
@@ -151,22 +151,6 @@ def test_the_run_folder_is_removed_at_exit(tmp_path: Path) -> None:
         srv.proc.send_signal(2)  # SIGINT, as Ctrl-C
         assert srv.proc.wait(20) == 0
     assert list(tmp_path.glob("comptoir-demo-*")) == []
-
-
-def test_home_page_links_every_other_demo_site(paths: dict[str, str]) -> None:
-    # Adding a site to SITES needs a link on the home page too: this keeps the two in step.
-    page = (DEMO_DIR / "www" / "index.html").read_text(encoding="utf-8")
-    links = re.findall(r'<a data-host="([^"]+)" href="([^"]+)"', page)
-    linked = {(host, urlsplit(href).hostname, urlsplit(href).path) for host, href in links}
-    assert linked == {(s.host, s.host, paths[s.name]) for s in SITES if not s.default}
-
-
-def test_every_kind_is_in_the_demo_and_valid(tmp_path: Path) -> None:
-    assert {s.kind for s in SITES} == set(KINDS)
-    config = demo_config(ServerOptions(), tmp_path)
-    assert [s.default for s in config.sites].count(True) == 1
-    for site in config.sites:
-        assert KINDS[site.kind].validate(site.options, config.server) == []
 
 
 def test_home_page_links_work_in_a_browser(

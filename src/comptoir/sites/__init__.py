@@ -1,27 +1,40 @@
 """Site kinds: the registry. What a kind is, is declared in contract.py.
 
 Adding a kind is a folder under sites/ whose `__init__.py` defines `KIND` (a `SiteKind`), plus one
-line in `_registry` below; the CLI command, sites.toml's `[[site]]` tables, the banner, the demo's
-checks and the conformance suite (tests/test_conformance.py) all pick it up from here.
+line in `_registry` below; the CLI command, sites.toml's `[[site]]` tables, `comptoir check`, the
+banner, `comptoir demo` (its sites and its home page) and the conformance suite
+(tests/test_conformance.py) all pick it up from here. The order here is the demo's order.
 """
 
 from __future__ import annotations
 
 from comptoir.sites.contract import (
     AnyKind,
+    DemoContext,
+    DemoSite,
     Problem,
     ServiceContext,
     SiteContext,
     SiteKind,
 )
 
-__all__ = ["KINDS", "AnyKind", "Problem", "ServiceContext", "SiteContext", "SiteKind", "get_kind"]
+__all__ = [
+    "KINDS",
+    "AnyKind",
+    "DemoContext",
+    "DemoSite",
+    "Problem",
+    "ServiceContext",
+    "SiteContext",
+    "SiteKind",
+    "get_kind",
+]
 
 
 def _registry() -> dict[str, AnyKind]:
     from comptoir.sites import echo, receive, share, static
 
-    kinds: list[AnyKind] = [static.KIND, receive.KIND, echo.KIND, share.KIND]
+    kinds: list[AnyKind] = [static.KIND, share.KIND, receive.KIND, echo.KIND]
     return {k.name: k for k in kinds}
 
 

@@ -1,10 +1,10 @@
-"""The contract between comptoir and a site kind: `SiteKind`, `SiteContext`, `Problem`.
+"""The contract between comptoir and a site kind: `SiteKind`, `SiteContext`, `Problem`, `DemoSite`.
 
 A kind declares everything the rest of comptoir needs from it here, typed, and nothing is looked
 up by attribute name: its options class (which the CLI, sites.toml and the docs all read), how to
-build its ASGI app, its checks, its lifespan hooks, the main-process services it needs, and its
-command. `sites/__init__.py` registers the kinds; adding one is a folder under `sites/` plus one
-line there.
+build its ASGI app, its checks, its lifespan hooks, the main-process services it needs, its
+command, and its sites in `comptoir demo` (which the conformance suite runs too).
+`sites/__init__.py` registers the kinds; adding one is a folder under `sites/` plus one line there.
 """
 
 from __future__ import annotations
@@ -84,6 +84,45 @@ class ServiceContext:
         self.endpoints[name] = value
 
 
+@dataclass(frozen=True)
+class DemoContext:
+    """What a kind's demo site is made from when `comptoir demo` starts (tests make their own)."""
+
+    # The demo's sample files (odd names: spaces, accents, `%`, `&`, `#`), shipped in the
+    # package: read them, never write there.
+    samples: Path
+    # The run's temporary folder, removed at exit, and the name of the site being made.
+    run_dir: Path
+    site: str
+
+    def folder(self) -> Path:
+        """This site's own folder in the run's temporary folder (uploads, history), made now."""
+        path = self.run_dir / self.site
+        path.mkdir(exist_ok=True)
+        return path
+
+
+@dataclass(frozen=True)
+class DemoSite(Generic[OptionsT]):
+    """A site of a kind in `comptoir demo`, at `http://<name>.localhost:PORT/`.
+
+    The demo's home page links it with its description; the conformance suite runs the kind with
+    these options, at the site's front page (the path `url_suffix` gives).
+    """
+
+    name: str
+    # One sentence after the link on the home page; `backticks` mark code. Say what the site
+    # shows and which command does the same.
+    description: str
+    # The options, made when the demo starts: a demo site is reachable by anyone who knows its
+    # name, so it shows sample data, writes only in its own folder (`DemoContext.folder`) and
+    # caps what it accepts.
+    options: Callable[[DemoContext], OptionsT]
+    # Paths below the site where it speaks WebSocket (the conformance suite expects the handshake
+    # accepted there, refused everywhere else).
+    websockets: tuple[str, ...] = ()
+
+
 Hook = Callable[[AppT], Awaitable[None]]
 
 
@@ -113,6 +152,8 @@ class SiteKind(Generic[OptionsT, AppT]):
     # The CLI command serving one site of this kind (`comptoir serve` for static), and its help.
     command: str
     help: str
+    # Its sites in `comptoir demo` (at least one: the conformance suite runs the kind from them).
+    demo: tuple[DemoSite[OptionsT], ...]
     # Problems that stop the site from starting (a missing folder, options that clash with the
     # server's: workers, TLS, host).
     validate: Callable[[OptionsT, ServerOptions], list[Problem]] = _no_problems

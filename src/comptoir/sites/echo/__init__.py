@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from comptoir.settings import parse_duration, parse_size, setting
-from comptoir.sites.contract import ServiceContext, SiteContext, SiteKind
+from comptoir.sites.contract import DemoSite, ServiceContext, SiteContext, SiteKind
 
 if TYPE_CHECKING:
     from comptoir.services import Service
@@ -117,11 +117,23 @@ def services(options: EchoOptions, context: ServiceContext) -> list[Service]:
     return out
 
 
+DEMO = (
+    DemoSite(
+        "echo",
+        "an HTTP inspection service that answers like httpbin.org (`/get`, `/headers`, "
+        "`/status/418`...), as `comptoir echo` does.",
+        lambda demo: EchoOptions(),
+        websockets=("/websocket/echo",),
+    ),
+)
+
+
 KIND = SiteKind(
     name="echo",
     options=EchoOptions,
     build=build,
     command="echo",
     help="An httpbin-compatible HTTP inspection service; with --tcp/--udp, RFC 862 echo too.",
+    demo=DEMO,
     services=services,
 )

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from comptoir.config import ServerOptions
 from comptoir.security.capability import new_token, token_problems
 from comptoir.settings import parse_size, setting
-from comptoir.sites.contract import Problem, ServiceContext, SiteContext, SiteKind
+from comptoir.sites.contract import DemoSite, Problem, ServiceContext, SiteContext, SiteKind
 
 if TYPE_CHECKING:
     from comptoir.services import Service
@@ -104,12 +104,36 @@ def services(options: ReceiveOptions, context: ServiceContext) -> list[Service]:
     return [PartsCleaner(str(options.root), options.run_id)]
 
 
+# The demo's upload link is fixed, so that the demo's home page can link to it; what arrives
+# lands in the run's temporary folder (removed at exit) under a size cap, so a known link gives
+# nothing away: a demo is not a file store. `comptoir receive` draws a secret one at each start.
+DEMO_TOKEN = "sample-drop-link"
+DEMO_MAX_SIZE = 20 * 1024 * 1024
+DEMO_MAX_TOTAL = 100 * 1024 * 1024
+DEMO = (
+    DemoSite(
+        "drop",
+        "an upload page, as `comptoir receive` makes: drop files on it, or `curl -T file` to it. "
+        "What arrives goes to a temporary folder, removed when the demo stops (20 MB a file, "
+        "100 MB in all). Its link is fixed for the demo; `comptoir receive` draws a secret one "
+        "at each start.",
+        lambda demo: ReceiveOptions(
+            root=demo.folder(),
+            token=DEMO_TOKEN,
+            max_size=DEMO_MAX_SIZE,
+            max_total=DEMO_MAX_TOTAL,
+        ),
+    ),
+)
+
+
 KIND = SiteKind(
     name="receive",
     options=ReceiveOptions,
     build=build,
     command="receive",
     help="Receive files into DIR (default: the current folder) through a secret link.",
+    demo=DEMO,
     validate=validate,
     shutdown=shutdown,
     url_suffix=url_suffix,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal
 from comptoir.config import ServerOptions
 from comptoir.security.capability import new_token, token_problems
 from comptoir.settings import parse_duration, setting
-from comptoir.sites.contract import Problem, SiteContext, SiteKind
+from comptoir.sites.contract import DemoSite, Problem, SiteContext, SiteKind
 from comptoir.sites.share.items import item_name
 
 if TYPE_CHECKING:
@@ -138,6 +138,20 @@ def url_suffix(options: ShareOptions) -> str:
     return f"/{options.token}/"
 
 
+# The demo's share link is fixed, so that the demo's home page can link to it; what it gives
+# away is the demo's own sample files. `comptoir share` draws a secret one at each start.
+DEMO_TOKEN = "sample-share-link"
+DEMO = (
+    DemoSite(
+        "share",
+        "the sample files shared as `comptoir share` does: a page with a QR code and download "
+        "buttons for browsers, the files themselves (a zip) for `curl -OJ` and `wget`. Its link "
+        "is fixed for the demo; `comptoir share` draws a secret one at each start.",
+        lambda demo: ShareOptions(paths=(demo.samples,), token=DEMO_TOKEN),
+    ),
+)
+
+
 KIND = SiteKind(
     name="share",
     options=ShareOptions,
@@ -145,6 +159,7 @@ KIND = SiteKind(
     command="share",
     help="Share files and folders (PATH...) through a secret link: a page for browsers, the "
     "content itself for curl -OJ and wget.",
+    demo=DEMO,
     validate=validate,
     startup=startup,
     shutdown=shutdown,

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from comptoir.config import ServerOptions
 from comptoir.settings import setting
-from comptoir.sites.contract import Problem, SiteContext, SiteKind
+from comptoir.sites.contract import DemoSite, Problem, SiteContext, SiteKind
 
 if TYPE_CHECKING:
     from comptoir.sites.static.app import StaticSite
@@ -59,11 +59,22 @@ def validate(options: StaticOptions, server: ServerOptions) -> list[Problem]:
     return []
 
 
+DEMO = (
+    DemoSite(
+        "files",
+        "a folder listing of sample files with awkward names (spaces, accents, `%`, `&`, `#`), "
+        "served as `comptoir serve` does.",
+        lambda demo: StaticOptions(root=demo.samples),
+    ),
+)
+
+
 KIND = SiteKind(
     name="static",
     options=StaticOptions,
     build=build,
     command="serve",
     help="Serve DIR (default: the current folder) as a static web site.",
+    demo=DEMO,
     validate=validate,
 )
