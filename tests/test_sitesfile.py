@@ -12,6 +12,7 @@ import pytest
 from comptoir import cli
 from comptoir.config import Config, ServerOptions
 from comptoir.server import Server
+from comptoir.sites import KINDS
 from comptoir.sitesfile import key_lines, load_sites_file, parse_sites, summary
 from tests.conftest import comptoir_cmd
 
@@ -458,13 +459,20 @@ def test_check_shows_each_kind_at_its_address_with_random_parts_marked(
     code, out, err = run_cli(["check", str(EXAMPLES / "kinds.toml")], capsys)
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert [line.split() for line in lines[1:5]] == [
-        ["web", "static", "site-a.localhost"],
-        ["echo", "echo", "site-a.localhost/echo/"],
-        ["share", "share", "files.localhost/<random>/"],
-        ["drop", "receive", "drop.localhost/<random>/"],
-    ]
-    assert lines[5:] == ["  <random>: a new secret at each start (`run` prints the links)"]
+    count = len(load_sites_file(EXAMPLES / "kinds.toml").sites)
+    assert lines[0].endswith(f": OK, {count} sites, port 8000")
+    rows = {line.split()[0]: line.split() for line in lines[1 : 1 + count]}
+    assert rows["web"] == ["web", "static", "site-a.localhost"]
+    assert rows["echo"] == ["echo", "echo", "site-a.localhost/echo/"]
+    assert rows["share"] == ["share", "share", "files.localhost/<random>/"]
+    assert rows["drop"] == ["drop", "receive", "drop.localhost/<random>/"]
+    assert lines[1 + count :] == ["  <random>: a new secret at each start (`run` prints the links)"]
+
+
+def test_the_kinds_example_has_a_site_of_every_kind() -> None:
+    # examples/kinds.toml shows each kind in a sites.toml, under the options of its command.
+    config = load_sites_file(EXAMPLES / "kinds.toml")
+    assert sorted({s.kind for s in config.sites}) == sorted(KINDS)
 
 
 def test_check_shows_a_token_given_in_the_file(

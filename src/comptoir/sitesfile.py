@@ -97,6 +97,7 @@ def summary(config: Config, filename: str, redrawn: Config | None = None) -> str
     count = len(config.sites)
     lines = [f"{filename}: OK, {count} site{'s' if count != 1 else ''}, port {config.server.port}"]
     width = max(len(s.name) for s in config.sites)
+    kind_width = max(len(s.kind) for s in config.sites)
     random_parts = False
     for i, s in enumerate(config.sites):
         at = _site_path(s)
@@ -107,7 +108,7 @@ def summary(config: Config, filename: str, redrawn: Config | None = None) -> str
         where = [h + shown for h in s.hosts]
         if s.default:
             where.append(f"default{' ' + shown if shown else ''}")
-        lines.append(f"  {s.name:<{width}}  {s.kind:<8} {', '.join(where)}")
+        lines.append(f"  {s.name:<{width}}  {s.kind:<{kind_width}}  {', '.join(where)}")
     if random_parts:
         lines.append(f"  {RANDOM_PART}: a new secret at each start (`run` prints the links)")
     return "\n".join(lines)

@@ -7,9 +7,11 @@ import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from comptoir.sitesfile import load_sites_file
 from tests.live.vhosts import SitesServer, sites_server
 
 SITES_TOML = """
@@ -183,9 +185,19 @@ def test_every_kind_runs_from_the_example_file(tmp_path: Path) -> None:
     examples = Path(__file__).resolve().parents[2] / "examples"
     folder = tmp_path / "examples"
     shutil.copytree(examples, folder)
-    with sites_server("run", str(folder / "kinds.toml"), url_count=4) as srv:
+    config = load_sites_file(folder / "kinds.toml")
+    # One host per site in the example, so one URL each, in the file's order.
+    assert all(len(s.hosts) == 1 for s in config.sites)
+    with sites_server("run", str(folder / "kinds.toml"), url_count=len(config.sites)) as srv:
         port = srv.port
-        web, echo, share, drop = srv.urls
+        urls = dict(zip([s.name for s in config.sites], srv.urls, strict=False))
+        assert len(urls) == len(config.sites)
+        # Every site's front page answers, whatever its kind.
+        for url in urls.values():
+            parts = urlsplit(url)
+            r = srv.get(parts.netloc.rsplit(":", 1)[0], parts.path, {"Accept": "text/html"})
+            assert r.status_code == 200, url
+        web, echo, share, drop = (urls[name] for name in ("web", "echo", "share", "drop"))
         assert (web, echo) == (
             f"http://site-a.localhost:{port}/",
             f"http://site-a.localhost:{port}/echo/",
