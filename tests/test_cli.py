@@ -15,6 +15,7 @@ from comptoir import __version__
 from comptoir.cli import ENV_PREFIX, cli, main
 from comptoir.config import Config, ServerOptions
 from comptoir.settings import option_fields
+from comptoir.sites import KINDS
 from comptoir.sites.static import StaticOptions
 
 SERVE_CLASSES = (StaticOptions, ServerOptions)
@@ -55,10 +56,13 @@ def fail_cli(capsys: pytest.CaptureFixture[str], *args: str) -> str:
 # --- the options agree with the Config --------------------------------------------------------
 
 
-def test_serve_options_and_config_fields_agree() -> None:
-    command = cli.commands["serve"]
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kinds_command_and_its_options_agree(kind: str) -> None:
+    # Every kind's command is generated from its options class and the server's, by name.
+    classes = (KINDS[kind].options, ServerOptions)
+    command = cli.commands[KINDS[kind].command]
     params = {p.name: p for p in command.params if p.name != "help"}
-    fields = {o.name: o for cls in SERVE_CLASSES for o in option_fields(cls) if o.setting.cli}
+    fields = {o.name: o for cls in classes for o in option_fields(cls) if o.setting.cli}
     assert set(params) == set(fields)
     for name, opt in fields.items():
         param = params[name]
@@ -70,10 +74,14 @@ def test_serve_options_and_config_fields_agree() -> None:
             assert isinstance(param, click.Option)
             assert opt.flag in param.opts
             assert param.default == opt.default, name
-    # Options kept off the command line (sites.toml only) are really not there.
-    hidden = {o.name for cls in SERVE_CLASSES for o in option_fields(cls) if not o.setting.cli}
-    assert "revalidate" in hidden
+    # Options kept off the command line (sites.toml only, e.g. static's revalidate) are not there.
+    hidden = {o.name for cls in classes for o in option_fields(cls) if not o.setting.cli}
     assert not hidden & set(params)
+
+
+def test_revalidate_is_for_sites_toml_only() -> None:
+    hidden = {o.name for o in option_fields(StaticOptions) if not o.setting.cli}
+    assert "revalidate" in hidden
 
 
 def test_defaults_build_the_default_config(monkeypatch: pytest.MonkeyPatch) -> None:
