@@ -6,6 +6,7 @@ import json
 from datetime import datetime
 
 from comptoir.accesslog import AccessLog
+from comptoir.app import WorkerApp
 from comptoir.types import Message, Receive, Scope, Send
 
 
@@ -24,7 +25,8 @@ async def log_lines(log_format: str, raw_path: bytes, query: bytes = b"") -> lis
         pass
 
     ticks = iter([10.0, 10.0125])
-    log = AccessLog(app, log_format, write=lines.append, clock=lambda: next(ticks))
+    log = AccessLog(log_format, write=lines.append, clock=lambda: next(ticks))
+    outer = WorkerApp(app, [], access_log=log)
     scope = {
         "type": "http",
         "method": "GET",
@@ -34,7 +36,7 @@ async def log_lines(log_format: str, raw_path: bytes, query: bytes = b"") -> lis
         "headers": [],
         "client": ("::1", 5000),
     }
-    await log(scope, receive, send)
+    await outer(scope, receive, send)
     return lines
 
 

@@ -6,16 +6,14 @@ is written: a request cannot forge log lines or terminal escape sequences.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 from comptoir import terminal
 from comptoir.http.client import client_label
-from comptoir.types import ASGIApp, Message, Receive, Scope, Send
+from comptoir.types import Scope
 
 
 def _escape_char(c: str) -> str:
@@ -42,49 +40,24 @@ def escape_for_log(text: str) -> str:
 
 
 class AccessLog:
-    """Middleware writing one access-log line per HTTP request or WebSocket session."""
+    """Writes one access-log line per HTTP request or WebSocket session.
+
+    Not a middleware: the worker's outer app (app.WorkerApp) already sees every message of every
+    answer, and gives each finished one to `log` — a separate layer would wrap `send` once more.
+    """
 
     def __init__(
         self,
-        app: ASGIApp,
         log_format: str = "text",
         write: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
-        self.app = app
         self.json = log_format == "json"
         self.write = write or _write_stderr
+        # Measures durations: the outer app reads it when a request starts and when it ends.
         self.clock = clock
         self._stamp_second = -1
         self._stamp_text = ""
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Run the request, then log it (also when the app fails or the client leaves)."""
-        if scope["type"] not in ("http", "websocket"):
-            await self.app(scope, receive, send)
-            return
-        start = self.clock()
-        status = 0
-        sent = 0
-
-        async def logging_send(message: Message) -> None:
-            nonlocal status, sent
-            mtype = message["type"]
-            if mtype == "http.response.start":
-                status = message["status"]
-            elif mtype == "http.response.body":
-                sent += len(message.get("body", b""))
-            elif mtype == "http.response.pathsend":
-                with contextlib.suppress(OSError):
-                    sent += os.stat(message["path"]).st_size
-            elif mtype == "websocket.accept":
-                status = 101
-            await send(message)
-
-        try:
-            await self.app(scope, receive, logging_send)
-        finally:
-            self._log(scope, status or 500, sent, self.clock() - start)
 
     def _stamp(self) -> str:
         # Formatted once a second, not once a request: strftime is a good part of a line's cost.
@@ -94,14 +67,30 @@ class AccessLog:
             self._stamp_text = datetime.fromtimestamp(now).strftime("%Y-%m-%d %H:%M:%S")
         return self._stamp_text
 
-    def _log(self, scope: Scope, status: int, sent: int, duration: float) -> None:
-        method = scope.get("method", "WS")
+    def target(self, scope: Scope) -> str:
+        """The request's path and query as this log shows them (escaped for text lines).
+
+        The fast path keeps it with each answer it keeps: repeats of a request log the same
+        target, so it is escaped once.
+        """
         # Raw bytes as UTF-8 (what browsers send), undecodable bytes kept apart for escaping.
         raw = scope.get("raw_path")
         path = raw.decode("utf-8", "surrogateescape") if raw is not None else scope["path"]
-        query = scope.get("query_string", b"").decode("utf-8", "surrogateescape")
+        query = scope.get("query_string", b"")
         if query:
-            path += "?" + query
+            path += "?" + query.decode("utf-8", "surrogateescape")
+        return _show_bad_bytes(path) if self.json else escape_for_log(path)
+
+    def log(
+        self, scope: Scope, status: int, sent: int, duration: float, target: str | None = None
+    ) -> None:
+        """Write the line of one finished request: `sent` bytes of body in `duration` seconds.
+
+        `target` is `self.target(scope)` when the caller has it already.
+        """
+        method = scope.get("method", "WS")
+        if target is None:
+            target = self.target(scope)
         client = client_label(scope)
         if self.json:
             line = json.dumps(
@@ -109,7 +98,7 @@ class AccessLog:
                     "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
                     "client": client,
                     "method": method,
-                    "path": _show_bad_bytes(path),
+                    "path": target,
                     "status": status,
                     "bytes": sent,
                     "duration_ms": round(duration * 1000, 3),
@@ -117,8 +106,10 @@ class AccessLog:
                 ensure_ascii=True,
             )
         else:
+            if method != "GET" and method != "HEAD":
+                method = escape_for_log(method)
             line = (
-                f'{self._stamp()} {client} "{escape_for_log(method)} {escape_for_log(path)}" '
+                f'{self._stamp()} {client} "{method} {target}" '
                 f"{status} {sent} {duration * 1000:.1f}ms"
             )
         self.write(line)

@@ -20,10 +20,12 @@ from comptoir.accesslog import AccessLog, escape_for_log
 from comptoir.clock import Clock, SystemClock
 from comptoir.config import Config
 from comptoir.errors import ClientGone, HTTPError
+from comptoir.fastpath import FastPath
 from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
 from comptoir.http.errors import send_error
 from comptoir.http.files import FileCache, FileOptions, send_file
 from comptoir.http.paths import PathRefused, resolve_path
+from comptoir.http.reuse import REUSE, Reusable
 from comptoir.security import secure_site
 from comptoir.sites import AnyKind, SiteContext, get_kind
 from comptoir.state import open_store
@@ -63,39 +65,89 @@ class WithAssets:
         if info is None or scope["method"] not in ("GET", "HEAD"):
             await send_error(scope, send, 404, "Not found")
             return
-        await send_file(scope, receive, send, info, self.cache, self.options)
+        # The package's own files: the same for every request until the cache looks again.
+        until = self.cache.fresh_until(info.path)
+        await send_file(scope, receive, send, info, self.cache, self.options, reuse_until=until)
 
 
 class WorkerApp:
-    """The outermost app of a worker: lifespan hooks of the sites, and one place for errors.
+    """The outermost app of a worker: one layer for what concerns every request.
 
-    Every site's requests pass through here, so this is where a kind's unexpected exception
-    becomes a logged 500 with a short body (never a traceback to the client), where a client
-    that went away (`ClientGone`, Starlette's `ClientDisconnect`) ends its request quietly, and
-    where an `HTTPError` nobody answered becomes its short answer, and where a WebSocket
-    handshake no site answered is refused.
+    - the kinds' lifespan hooks;
+    - the fast path (fastpath.py): an answer a site offered for reuse is sent again from memory,
+      without the layers below;
+    - the access log line of each request (accesslog.py formats it);
+    - errors, in one place: a kind's unexpected exception becomes a logged 500 with a short body
+      (never a traceback to the client), a client that went away (`ClientGone`, Starlette's
+      `ClientDisconnect`) ends its request quietly, an `HTTPError` nobody answered becomes its
+      short answer, and a WebSocket handshake no site answered is refused.
+
+    All of it in one class, with one wrapper around `send`: each layer of its own would wrap
+    `send` again on every request.
     """
 
     def __init__(
         self,
         app: ASGIApp,
         hooks: list[tuple[AnyKind, ASGIApp]],
+        *,
+        access_log: AccessLog | None = None,
+        fast_path: FastPath | None = None,
         log: Callable[[str], None] = write_line,
     ) -> None:
         self.app = app
         self.hooks = hooks
+        self.access_log = access_log
+        self.fast_path = fast_path
         self.log = log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Handle lifespan; answer everything else through the router, catching what escapes."""
-        if scope["type"] == "lifespan":
+        """Handle lifespan; answer everything else from memory or through the router."""
+        stype = scope["type"]
+        if stype == "lifespan":
             await self._lifespan(receive, send)
             return
+        access_log = self.access_log
+        started_at = access_log.clock() if access_log is not None else 0.0
+        fast = self.fast_path if stype == "http" else None
+        if fast is not None:
+            hit = fast.lookup(scope)
+            if hit is not None:
+                entry, conditional = hit
+                decided = fast.plan_for(scope, entry) if conditional else None
+                if not conditional or decided is not None:
+                    sent = await fast.send(scope, send, entry, decided)
+                    if access_log is not None:
+                        status = 200 if decided is None else decided.status
+                        duration = access_log.clock() - started_at
+                        access_log.log(scope, status, sent, duration, entry.log_target)
+                    return
         started = False
+        status = 0
+        sent = 0
+        offer: Reusable | None = None
+        kept: list[tuple[bytes, bytes]] | None = None
+        body = b""
 
         async def tracked(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status, sent, offer, kept, body
             started = True
+            mtype = message["type"]
+            if mtype == "http.response.body":
+                chunk = message.get("body", b"")
+                sent += len(chunk)
+                if kept is not None:
+                    body += chunk
+            elif mtype == "http.response.start":
+                status = message["status"]
+                offer = message.pop(REUSE, None)
+                if offer is not None and fast is not None and scope["method"] == "GET":
+                    kept = message["headers"]
+            elif mtype == "http.response.pathsend":
+                with contextlib.suppress(OSError):
+                    sent += os.stat(message["path"]).st_size
+            elif mtype == "websocket.accept":
+                status = 101
             await send(message)
 
         try:
@@ -104,19 +156,29 @@ class WorkerApp:
             return
         except HTTPError as exc:
             if not started:
+                status = exc.status
                 await _answer(scope, send, exc.status, exc.message, exc.headers)
         except Exception:
             self.log(_error_line(scope, traceback.format_exc()))
             if not started:
+                status = 500
                 with contextlib.suppress(Exception):
                     await _answer(scope, send, 500, "Internal server error")
         else:
-            if scope["type"] == "websocket" and not started:
+            if stype == "websocket" and not started:
                 # A kind that speaks no WebSocket returns without a word: the handshake is
                 # refused here, the same way for every kind (a close before the accept is a 403).
                 # A client that already left cannot be refused: nothing to answer then.
+                status = 403
                 with contextlib.suppress(Exception):
                     await send({"type": "websocket.close", "code": 1008})
+            elif kept is not None and offer is not None and status == 200 and fast is not None:
+                target = access_log.target(scope) if access_log is not None else None
+                fast.keep(scope, kept, body, offer, target)
+        finally:
+            if access_log is not None:
+                duration = access_log.clock() - started_at
+                access_log.log(scope, status or 500, sent, duration)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
@@ -170,12 +232,16 @@ def build_app(
     run_dir: Path | None = None,
     endpoints: Mapping[str, str] | None = None,
     clock: Clock | None = None,
+    fast_path: bool = True,
+    log_write: Callable[[str], None] | None = None,
 ) -> ASGIApp:
     """Build the whole ASGI app for a config (called once per worker).
 
     `state_path` is the SQLite file the main process created for state shared between workers;
     without it the state is private to this process (one worker, tests). `run_dir` is the run's
     private folder and `endpoints` what the main process's services published (SiteContext).
+    `fast_path` off sends every request through the whole stack (bench/inprocess.py compares);
+    `log_write` receives the access log's lines instead of stderr.
     """
     store = open_store(state_path)
     routes: list[Route] = []
@@ -200,7 +266,11 @@ def build_app(
         # `<mount>/.comptoir/login`), and outside the assets, which the login page itself needs.
         guarded = secure_site(WithAssets(app), config.server, store)
         routes.append(Route(guarded, hosts, mount, site.default))
-    outer: ASGIApp = WorkerApp(HostRouter(routes), hooks)
+    access_log = None
     if not config.server.quiet:
-        outer = AccessLog(outer, config.server.log_format)
-    return outer
+        access_log = AccessLog(config.server.log_format, log_write)
+    # A password makes every answer depend on the request's cookie or Authorization: no answer
+    # is the same for everyone then, so none is kept.
+    monotonic = (clock or SystemClock()).monotonic
+    fast = FastPath(monotonic) if fast_path and not config.server.password_hash else None
+    return WorkerApp(HostRouter(routes), hooks, access_log=access_log, fast_path=fast)

@@ -23,6 +23,7 @@ from email.utils import formatdate
 from comptoir.http.errors import send_error
 from comptoir.http.mime import content_type, is_textual
 from comptoir.http.plan import Plan, Representation, plan, send_plan
+from comptoir.http.reuse import REUSE, Reusable
 from comptoir.types import Receive, Scope, Send
 
 Headers = list[tuple[bytes, bytes]]
@@ -223,6 +224,11 @@ class FileCache:
         self._store(path, _Entry(info, False, now), entry)
         return info, False
 
+    def fresh_until(self, path: str) -> float:
+        """Until when (this cache's clock) `path`'s entry is trusted without a stat; 0 if none."""
+        entry = self._entries.get(path)
+        return 0.0 if entry is None else entry.checked + self.revalidate
+
     def _store(self, path: str, new: _Entry, old: _Entry | None) -> None:
         if old is not None:
             self._bytes -= _held_bytes(old.info)
@@ -386,10 +392,14 @@ async def send_file(
     status: int = 200,
     headers: dict[str, str] | None = None,
     extra: Iterable[tuple[bytes, bytes]] = (),
+    reuse_until: float | None = None,
 ) -> None:
     """Answer a GET or HEAD for a file, honouring preconditions, ranges and encodings.
 
     `status` other than 200 (e.g. 404 for a custom 404.html) disables conditionals and ranges.
+    `reuse_until`: the caller vouches that the whole answer depends on nothing but the request's
+    host, path and query until then; a whole body from memory is then offered to the fast path
+    (http/reuse.py).
     """
     # plan_file + send_planned_file, without the FileAnswer between them: this is the hot path.
     hdrs = headers if headers is not None else request_headers(scope)
@@ -400,7 +410,17 @@ async def send_file(
     info, rep, gzip_on_the_fly, etag, decided = planned
     pathsend = "http.response.pathsend" in (scope.get("extensions") or ())
     await _send_planned(
-        send, info, rep, gzip_on_the_fly, etag, options, decided, cache, extra, pathsend
+        send,
+        info,
+        rep,
+        gzip_on_the_fly,
+        etag,
+        options,
+        decided,
+        cache,
+        extra,
+        pathsend,
+        reuse_until,
     )
 
 
@@ -446,6 +466,7 @@ async def _send_planned(
     cache: FileCache,
     extra: Iterable[tuple[bytes, bytes]],
     pathsend: bool,
+    reuse_until: float | None = None,
 ) -> None:
     base = _base_headers(info, rep, etag, options)
     base.extend(extra)
@@ -458,9 +479,12 @@ async def _send_planned(
             body = cache.read_small(rep)
             if body is not None:
                 base.append((b"content-length", str(rep.size).encode()))
-                await send(
-                    {"type": "http.response.start", "status": planned.status, "headers": base}
-                )
+                start = {"type": "http.response.start", "status": planned.status, "headers": base}
+                if reuse_until is not None and planned.status == 200 and not info.variants:
+                    # Without precompressed siblings, the answer does not vary with the
+                    # request's Accept-Encoding: the same for every client.
+                    start[REUSE] = Reusable(rep.representation(), reuse_until)
+                await send(start)
                 await send({"type": "http.response.body", "body": body})
                 return
             if pathsend:

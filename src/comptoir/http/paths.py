@@ -152,6 +152,11 @@ class ResolveCache:
             return None
         return hit[0]
 
+    def fresh_until(self, raw_path: bytes) -> float:
+        """Until when (on this cache's clock) the resolution of `raw_path` is trusted; 0 if none."""
+        hit = self._entries.get(raw_path)
+        return 0.0 if hit is None else hit[1] + self.ttl
+
     def put(self, raw_path: bytes, resolved: Resolved) -> None:
         """Remember a fresh resolution (of a path of reasonable length)."""
         if len(raw_path) > MAX_CACHED_PATH:

@@ -8,6 +8,7 @@ from comptoir.errors import HTTPError
 from comptoir.http import listing
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
+from comptoir.http.mime import is_textual
 from comptoir.http.paths import (
     ResolveCache,
     quote_name,
@@ -31,8 +32,8 @@ class StaticSite:
         self.options = options
         self.prefix = context.prefix
         self.root = real_root(options.root)
-        self.cache = FileCache(options.revalidate)
-        self.resolutions = ResolveCache(options.revalidate)
+        self.cache = FileCache(options.revalidate, clock=context.clock.monotonic)
+        self.resolutions = ResolveCache(options.revalidate, clock=context.clock.monotonic)
         cache_control = (
             f"public, max-age={options.cache}"
             if options.cache
@@ -65,7 +66,15 @@ class StaticSite:
             # The hot path: a small file answered from memory makes no system call at all.
             info, _ = self.cache.lookup(known.path)
             if info is not None and _from_memory(info):
-                await send_file(scope, receive, send, info, self.cache, self.file_options)
+                await send_file(
+                    scope,
+                    receive,
+                    send,
+                    info,
+                    self.cache,
+                    self.file_options,
+                    reuse_until=self._reuse_until(raw, info),
+                )
                 return
         resolved = resolve_path(self.root, raw, hidden=self.options.hidden)
         info, is_dir = self.cache.lookup(resolved.path)
@@ -89,6 +98,16 @@ class StaticSite:
         if not self.options.listing:
             raise HTTPError(404, "Not found")
         await self._listing(scope, send, resolved.path, resolved.parts)
+
+    def _reuse_until(self, raw: bytes, info: FileInfo) -> float | None:
+        """Until when this file's answer depends on nothing but the URL (fastpath.py), if it does.
+
+        Until either cache would look at the disk again: the resolution (a symlink swapped) or
+        the file's stat (its content). Not with --compress: text then varies by Accept-Encoding.
+        """
+        if self.options.compress and is_textual(info.content_type):
+            return None
+        return min(self.resolutions.fresh_until(raw), self.cache.fresh_until(info.path))
 
     async def _redirect_to_slash(self, scope: Scope, send: Send, parts: tuple[str, ...]) -> None:
         # Canonical folder URLs end in "/" so that relative links in pages resolve correctly.

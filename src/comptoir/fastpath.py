@@ -1,0 +1,168 @@
+"""The outer fast path: an answer wholly known in advance, sent without the stack below.
+
+Most requests a static site gets are repeats: the same small file, asked again and again. The
+full stack (host router, security headers, theme, assets, the site, the file cache) decides the
+same answer each time, at about five times the Python cost of sending it. So when a site answers
+with something that depends on nothing but the request's host, path and query — a small file held
+in memory, whole — it says so in its answer's start message (http/reuse.py), and the worker's
+outer app (app.WorkerApp) keeps the answer exactly as it went out: final headers (security
+headers and validators included) and body. Until the `Reusable` expires — when the site would have
+looked at the disk again — a GET or HEAD of the same host, path and query is answered from that
+entry; with preconditions or a Range, through http/plan.py, the one place deciding those.
+
+What never comes from here: anything a password protects (no fast path at all then; the app
+builds none), answers that vary with other request headers (precompressed siblings, --compress),
+listings, errors, redirects, writes, WebSockets, multipart ranges and refused preconditions
+(they go down the full stack, which answers them as always).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from comptoir.http.files import FILE_REQUEST_HEADERS
+from comptoir.http.plan import Plan, Representation, plan
+from comptoir.http.reuse import Reusable
+from comptoir.types import Scope, Send
+
+# Request headers that make an answer differ: preconditions and ranges (a reusable answer has no
+# other variant, Accept-Encoding included).
+_CONDITIONAL = FILE_REQUEST_HEADERS - {b"accept-encoding"}
+# What a 304 keeps of the answer (http/plan.py's choice, plus what the security layer adds to
+# every answer that has no body type).
+_NOT_MODIFIED = frozenset(
+    (
+        b"etag",
+        b"last-modified",
+        b"cache-control",
+        b"vary",
+        b"x-content-type-options",
+        b"strict-transport-security",
+    )
+)
+# Bounds: entries hold small bodies only (http/files.SMALL_FILE), and so many of them at most.
+MAX_ENTRIES = 4096
+MAX_BYTES = 64 * 1024 * 1024
+
+Key = tuple[bytes, bytes, bytes]
+Headers = list[tuple[bytes, bytes]]
+
+
+@dataclass(slots=True)
+class Entry:
+    """One kept answer: its final headers and body, the representation, its expiry."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    body: bytes
+    rep: Representation
+    until: float
+    # The request's path and query as the access log writes them (escaped once, here).
+    log_target: str | None = None
+
+
+class FastPath:
+    """Kept answers by (Host, raw path, query), and the answering from them."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.entries: dict[Key, Entry] = {}
+        self._bytes = 0
+
+    def lookup(self, scope: Scope) -> tuple[Entry, bool] | None:
+        """(entry, conditional) for a GET or HEAD this can answer, else None.
+
+        `conditional`: the request carries preconditions or a Range (planned by http/plan.py).
+        """
+        method = scope["method"]
+        if method != "GET" and method != "HEAD":
+            return None
+        host = None
+        conditional = False
+        for name, value in scope["headers"]:
+            if name == b"host":
+                if host is not None:
+                    return None  # two Host headers: the full stack refuses them
+                host = value
+            elif name in _CONDITIONAL:
+                conditional = True
+        raw = scope.get("raw_path")
+        if not host or raw is None:
+            # No Host (HTTP/1.0, or a 400 on HTTP/1.1): decided by the full stack.
+            return None
+        key = (host, raw, scope.get("query_string", b""))
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        if self.clock() >= entry.until:
+            self._drop(key)
+            return None
+        return entry, conditional
+
+    def plan_for(self, scope: Scope, entry: Entry) -> Plan | None:
+        """The plan for a conditional request, if the fast path sends that kind of answer."""
+        headers: dict[str, str] = {}
+        for name, value in scope["headers"]:
+            if name in _CONDITIONAL:
+                headers[name.decode("latin-1")] = value.decode("latin-1")
+        decided = plan(scope["method"], headers, entry.rep)
+        if decided.status in (200, 304) or (decided.status == 206 and len(decided.ranges) == 1):
+            return decided
+        return None  # several ranges, 412, 416: the full stack frames those
+
+    async def send(self, scope: Scope, send: Send, entry: Entry, decided: Plan | None) -> int:
+        """Send the answer; the number of body bytes (for the access log)."""
+        head = scope["method"] == "HEAD"
+        if decided is None or decided.status == 200:
+            await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
+            body = b"" if head else entry.body
+            await send({"type": "http.response.body", "body": body})
+            return len(body)
+        if decided.status == 304:
+            headers = [h for h in entry.headers if h[0] in _NOT_MODIFIED]
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return 0
+        (start, end), size = decided.ranges[0], entry.rep.size
+        headers = [h for h in entry.headers if h[0] != b"content-length"]
+        headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
+        headers.append((b"content-length", str(end - start + 1).encode()))
+        await send({"type": "http.response.start", "status": 206, "headers": headers})
+        body = b"" if head else entry.body[start : end + 1]
+        await send({"type": "http.response.body", "body": body})
+        return len(body)
+
+    def keep(
+        self,
+        scope: Scope,
+        headers: Headers,
+        body: bytes,
+        offer: Reusable,
+        log_target: str | None = None,
+    ) -> None:
+        """Keep the whole answer the full stack just sent to a plain GET, as offered."""
+        host = None
+        for name, value in scope["headers"]:
+            if name == b"host":
+                if host is not None:
+                    return
+                host = value
+            elif name in _CONDITIONAL:
+                return  # not the plain answer
+        raw = scope.get("raw_path")
+        if not host or raw is None or len(body) != offer.rep.size:
+            return
+        if len(self.entries) >= MAX_ENTRIES or self._bytes + len(body) > MAX_BYTES:
+            # Bounded without tracking recency on every request (as the file cache does).
+            self.entries.clear()
+            self._bytes = 0
+        key = (host, raw, scope.get("query_string", b""))
+        self._drop(key)
+        self.entries[key] = Entry(tuple(headers), body, offer.rep, offer.until, log_target)
+        self._bytes += len(body)
+
+    def _drop(self, key: Key) -> None:
+        old = self.entries.pop(key, None)
+        if old is not None:
+            self._bytes -= len(old.body)
