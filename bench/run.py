@@ -306,17 +306,52 @@ def comptoir_version(bench: Bench) -> str:
     return _output([sys.executable, "-c", code])
 
 
-def granian_floor(bench: Bench, port: int) -> Launch:
-    """floor_app.py on granian, configured as comptoir configures it (one worker, st, HTTP/1)."""
+def granian_floor(bench: Bench, port: int, loop: str = "uvloop") -> Launch:
+    """floor_app.py on granian, configured as comptoir configures it (one worker, st, HTTP/1,
+    the same event loop)."""
     argv = [sys.executable, "-m", "granian", "--interface", "asgi", "--no-ws", "--workers", "1"]
-    argv += ["--runtime-mode", "st", "--http", "1", "--log-level", "error"]
+    argv += ["--runtime-mode", "st", "--http", "1", "--log-level", "error", "--loop", loop]
     argv += ["--working-dir", str(BENCH_DIR), "--host", HOST, "--port", str(port), "floor_app:app"]
     return Launch(argv, env={"FLOOR_ROOT": str(bench.root)})
 
 
-def granian_floor_echo(bench: Bench, port: int) -> Launch:
+def granian_floor_echo(bench: Bench, port: int, loop: str = "uvloop") -> Launch:
     """floor_app.py answering /get with a fixed body: the ceiling for `comptoir echo`."""
-    return on_get(granian_floor(bench, port))
+    return on_get(granian_floor(bench, port, loop))
+
+
+def comptoir_on_loop(loop: str) -> dict[str, LaunchFn]:
+    """comptoir's modes with `--loop LOOP`: the event loops compared (docs/decisions.md)."""
+
+    def with_loop(launch_fn: LaunchFn) -> LaunchFn:
+        def launch(bench: Bench, port: int) -> Launch:
+            launched = launch_fn(bench, port)
+            return replace(launched, argv=[*launched.argv, "--loop", loop])
+
+        return launch
+
+    modes = ("static", "echo", "receive")
+    return {mode: with_loop(COMPTOIR_MODES[mode]) for mode in modes}
+
+
+def floor_on_loop(loop: str) -> dict[str, LaunchFn]:
+    """granian-floor's modes on another event loop."""
+    return {
+        "static": lambda bench, port: granian_floor(bench, port, loop),
+        "echo": lambda bench, port: granian_floor_echo(bench, port, loop),
+    }
+
+
+def require_rloop(bench: Bench) -> None:
+    """rloop is no dependency of comptoir (it is experimental): measured only where installed."""
+    if _output([sys.executable, "-c", "import rloop; print('ok')"]) != "ok":
+        raise BenchError("rloop is not installed here: `uv pip install rloop` to measure it")
+
+
+def caddy_static(bench: Bench, port: int) -> Launch:
+    """Debian's Caddy file-server on one core (GOMAXPROCS=1, as each server gets one CPU)."""
+    argv = ["caddy", "file-server", "--root", str(bench.root), "--listen", f"{HOST}:{port}"]
+    return Launch(argv, env={"GOMAXPROCS": "1", "HOME": str(bench.workdir)})
 
 
 NGINX_CONF = """\
@@ -461,6 +496,25 @@ def uploadserver_receive(bench: Bench, port: int) -> Launch:
     )
 
 
+COMPTOIR_MODES: dict[str, LaunchFn] = {
+    "static": comptoir_static,
+    "share": comptoir_share_file,
+    "zip": comptoir_share_folder,
+    "receive": comptoir_receive,
+    "echo": comptoir_echo,
+    "tcp": comptoir_tcp_echo,
+}
+# Servers run when --servers is not given; the others are for comparisons asked by name.
+DEFAULT_SERVERS = (
+    "nginx",
+    "comptoir",
+    "granian-floor",
+    "caddy",
+    "copyparty",
+    "http.server",
+    "uploadserver",
+)
+
 SERVERS: dict[str, ServerSpec] = {
     spec.name: spec
     for spec in (
@@ -470,24 +524,28 @@ SERVERS: dict[str, ServerSpec] = {
             {"static": nginx_static, "share": nginx_share, "echo": nginx_echo},
             version=nginx_version,
         ),
-        ServerSpec(
-            "comptoir",
-            {
-                "static": comptoir_static,
-                "share": comptoir_share_file,
-                "zip": comptoir_share_folder,
-                "receive": comptoir_receive,
-                "echo": comptoir_echo,
-                "tcp": comptoir_tcp_echo,
-            },
-            version=comptoir_version,
-        ),
+        ServerSpec("comptoir", COMPTOIR_MODES, version=comptoir_version),
         # Not a peer: the engine's ceiling for any ASGI app (floor_app.py), for reading the ratios.
         ServerSpec(
             "granian-floor",
             {"static": granian_floor, "echo": granian_floor_echo},
             version=lambda bench: "granian " + _installed_version(Path(sys.executable), "granian"),
         ),
+        ServerSpec(
+            "caddy",
+            {"static": caddy_static},
+            version=lambda bench: _output(["caddy", "version"]).split(" ")[0],
+        ),
+        # The event loops, side by side (not run by default: --servers names them).
+        ServerSpec("comptoir-asyncio", comptoir_on_loop("asyncio"), version=comptoir_version),
+        ServerSpec("granian-floor-asyncio", floor_on_loop("asyncio")),
+        ServerSpec(
+            "comptoir-rloop",
+            comptoir_on_loop("rloop"),
+            prepare=require_rloop,
+            version=comptoir_version,
+        ),
+        ServerSpec("granian-floor-rloop", floor_on_loop("rloop"), prepare=require_rloop),
         ServerSpec(
             "copyparty",
             {"static": copyparty_static, "receive": copyparty_receive},
@@ -1008,7 +1066,9 @@ class Target:
 
 
 TARGETS = (
-    Target("1 KB >= 0.8x nginx", "small", "ratio", 0.8, "nginx"),
+    Target("1 KB >= 0.9x granian-floor", "small", "ratio", 0.9, "granian-floor"),
+    Target("1 KB >= 0.5x nginx", "small", "ratio", 0.5, "nginx"),
+    Target("1 KB >= 2.5x caddy", "small", "ratio", 2.5, "caddy"),
     Target("1 KB >= 10x http.server", "small", "ratio", 10, "http.server"),
     Target("1 KB >= 10x copyparty", "small", "ratio", 10, "copyparty"),
     Target("large file >= 0.85x nginx", "large", "ratio", 0.85, "nginx"),
@@ -1019,7 +1079,7 @@ TARGETS = (
     Target("share folder as zip: peak RSS <= 150 MB", "zip", "rss_mb", 150),
     Target("receive upload >= 0.5 GB/s", "upload", "value", 0.5),
     Target("receive upload: peak RSS <= 150 MB", "upload", "rss_mb", 150),
-    Target("echo /get >= 0.6x granian-floor", "echo", "ratio", 0.6, "granian-floor"),
+    Target("echo /get >= 0.8x granian-floor", "echo", "ratio", 0.8, "granian-floor"),
     Target("TCP echo, all conns held: zero errors", "tcp", "errors", 0),
 )
 
@@ -1288,6 +1348,8 @@ def check_tools(options: Options) -> None:
     missing = [t for t in needed if shutil.which(t) is None]
     if "nginx" in options.servers and not Path(nginx_binary()).exists():
         missing.append("nginx")
+    if "caddy" in options.servers and shutil.which("caddy") is None:
+        missing.append("caddy")
     if missing:
         raise BenchError(f"missing tools: {', '.join(missing)} (apt-get install ...)")
 
@@ -1322,7 +1384,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     # String defaults go through `type` too, so they are checked like user input.
     p.add_argument(
-        "--servers", type=_names(list(SERVERS)), default=",".join(SERVERS), help="%(default)s"
+        "--servers",
+        type=_names(list(SERVERS)),
+        default=",".join(DEFAULT_SERVERS),
+        help="%(default)s; also " + ", ".join(n for n in SERVERS if n not in DEFAULT_SERVERS),
     )
     p.add_argument(
         "--scenarios", type=_names(list(SCENARIOS)), default=",".join(SCENARIOS), help="%(default)s"
