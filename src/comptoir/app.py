@@ -23,51 +23,19 @@ from comptoir.errors import ClientGone, HTTPError
 from comptoir.fastpath import FastPath
 from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
 from comptoir.http.errors import send_error
-from comptoir.http.files import FileCache, FileOptions, send_file
-from comptoir.http.paths import PathRefused, resolve_path
 from comptoir.http.reuse import REUSE, Reusable
 from comptoir.security import secure_site
 from comptoir.sites import AnyKind, SiteContext, get_kind
 from comptoir.state import open_store
 from comptoir.terminal import write_line
 from comptoir.types import ASGIApp, Message, Receive, Scope, Send
-from comptoir.web import ASSETS_PREFIX, STATIC_DIR
+from comptoir.web.assets import Assets
 
 # python-multipart logs every malformed body it meets as a warning. The client already gets a 400
 # saying so; what a client sends must not write on the server's terminal (--quiet means quiet).
 _multipart_log = logging.getLogger("python_multipart")
 _multipart_log.addHandler(logging.NullHandler())
 _multipart_log.propagate = False
-
-
-class WithAssets:
-    """Answers `/.comptoir/<asset>` from the package's static folder, else defers to the site."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.root = os.path.realpath(str(STATIC_DIR))
-        self.cache = FileCache(revalidate=60.0)
-        self.options = FileOptions(cache_control="public, max-age=3600")
-        self.prefix = ASSETS_PREFIX.encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Serve an asset or pass the request on."""
-        raw = scope.get("raw_path") or scope["path"].encode()
-        if scope["type"] != "http" or not raw.startswith(self.prefix):
-            await self.app(scope, receive, send)
-            return
-        try:
-            resolved = resolve_path(self.root, raw[len(self.prefix) - 1 :])
-        except PathRefused as exc:
-            await send_error(scope, send, exc.status, exc.message)
-            return
-        info, _ = self.cache.lookup(resolved.path)
-        if info is None or scope["method"] not in ("GET", "HEAD"):
-            await send_error(scope, send, 404, "Not found")
-            return
-        # The package's own files: the same for every request until the cache looks again.
-        until = self.cache.fresh_until(info.path)
-        await send_file(scope, receive, send, info, self.cache, self.options, reuse_until=until)
 
 
 class WorkerApp:
@@ -244,6 +212,7 @@ def build_app(
     `log_write` receives the access log's lines instead of stderr.
     """
     store = open_store(state_path)
+    assets = Assets()
     routes: list[Route] = []
     hooks: list[tuple[AnyKind, ASGIApp]] = []
     for site in config.sites:
@@ -263,8 +232,9 @@ def build_app(
         hooks.append((kind, app))
         hosts = tuple(h for h in (normalize_host(x, wildcard=True) for x in site.hosts) if h)
         # Security sits inside the router, so it sees each site's own paths (its login page is
-        # `<mount>/.comptoir/login`), and outside the assets, which the login page itself needs.
-        guarded = secure_site(WithAssets(app), config.server, store)
+        # `<mount>/.comptoir/login`); the shared assets are answered in front of the password,
+        # which the login page itself needs.
+        guarded = secure_site(app, config.server, store, assets)
         routes.append(Route(guarded, hosts, mount, site.default))
     access_log = None
     if not config.server.quiet:

@@ -10,15 +10,19 @@ if TYPE_CHECKING:
     from comptoir.types import ASGIApp
 
 
-def secure_site(app: ASGIApp, options: ServerOptions, store: StateStore) -> ASGIApp:
-    """Wrap one site: security headers → theme switch → password gate (if a password is set)."""
+def secure_site(
+    app: ASGIApp, options: ServerOptions, store: StateStore, assets: ASGIApp | None = None
+) -> ASGIApp:
+    """Wrap one site: security headers → theme switch and `assets` → password gate (if set)."""
     # Imported here: `comptoir.security.capability` must stay cheap to import on its own.
-    from comptoir.security.auth import AuthSettings, PasswordGate
+    from comptoir.security.auth import LOGIN_PATH, LOGOUT_PATH, AuthSettings, PasswordGate
     from comptoir.security.headers import SecurityHeaders
     from comptoir.web.theme import ThemeSwitch
 
     secure = options.tls or options.cert is not None
+    passed: tuple[bytes, ...] = ()
     if options.password_hash:
+        passed = (LOGIN_PATH, LOGOUT_PATH)
         settings = AuthSettings(
             password_hash=options.password_hash,
             secure=secure,
@@ -26,5 +30,5 @@ def secure_site(app: ASGIApp, options: ServerOptions, store: StateStore) -> ASGI
             absolute=options.session_max,
         )
         app = PasswordGate(app, settings, store)
-    app = ThemeSwitch(app, secure=secure)
+    app = ThemeSwitch(app, secure=secure, assets=assets, passed=passed)
     return SecurityHeaders(app, hsts=options.cert is not None)

@@ -74,17 +74,21 @@ class SecurityHeaders:
             await self.app(scope, receive, send_with_headers)
 
     def _add_headers(self, message: Message, page: PageState, scope: Scope) -> Message:
-        # This runs for every response, a small file's included: one cheap pass over the
-        # headers, whose names ASGI gives in lower case.
-        names = {bytes(k) for k, _ in message.get("headers", ())}
+        # This runs for every response, a small file's included: one pass over the headers,
+        # whose names ASGI gives in lower case, and nothing built unless something is added.
         ctype = b""
-        if b"content-type" in names:
-            ctype = next(bytes(v) for k, v in message["headers"] if k == b"content-type")
+        nosniff = False
+        for k, v in message.get("headers", ()):
+            if k == b"content-type":
+                ctype = bytes(v)
+            elif k == b"x-content-type-options":
+                nosniff = True
         html = ctype[:9].lower() == b"text/html"
-        if not html and not self.hsts and NOSNIFF[0] in names:
+        if not html and not self.hsts and nosniff:
             return message  # nothing to add (files: nosniff is already there)
+        names = {bytes(k) for k, _ in message.get("headers", ())}
         headers = list(message.get("headers", ()))
-        if NOSNIFF[0] not in names:
+        if not nosniff:
             headers.append(NOSNIFF)
         if html:
             if page.rendered:

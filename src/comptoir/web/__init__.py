@@ -11,7 +11,7 @@ import jinja2
 from comptoir.web.page import page_state
 
 STATIC_DIR = resources.files("comptoir.web") / "static"
-# Every page links its CSS/JS under this path, answered by `app.WithAssets` in front of every site.
+# Every page links its CSS/JS under this path, answered by web/assets.py in front of every site.
 ASSETS_PREFIX = "/.comptoir/"
 
 

@@ -16,6 +16,7 @@ from comptoir.http.paths import location_value
 from comptoir.types import ASGIApp, Receive, Scope, Send
 from comptoir.web.page import THEME_COOKIE, THEMES
 
+OWN_PREFIX = b"/.comptoir/"
 SWITCH_PATH = b"/.comptoir/theme"
 THEME_MAX_AGE = 365 * 24 * 3600
 
@@ -33,18 +34,38 @@ def safe_next(value: str | None, prefix: str = "") -> str:
 
 
 class ThemeSwitch:
-    """Answers the theme switch, passes everything else on."""
+    """Answers what comptoir itself serves under `/.comptoir/`: the theme switch and, given
+    `assets`, the shared CSS/JS; passes everything else on (`passed`: paths under `/.comptoir/`
+    the layers behind answer, the password gate's login and logout).
 
-    def __init__(self, app: ASGIApp, *, secure: bool = False) -> None:
+    One layer for both, not two: each layer costs every request a call.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secure: bool = False,
+        assets: ASGIApp | None = None,
+        passed: tuple[bytes, ...] = (),
+    ) -> None:
         self.app = app
         # Under TLS the cookie is marked Secure, like every cookie comptoir sets.
         self.secure = secure
+        self.assets = assets
+        self.passed = passed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Set the theme cookie and go back, or pass the request on."""
+        """Set the theme cookie and go back, serve an asset, or pass the request on."""
         raw = scope.get("raw_path") or scope.get("path", "").encode()
-        if scope["type"] != "http" or raw != SWITCH_PATH:
+        if scope["type"] != "http" or not raw.startswith(OWN_PREFIX):
             await self.app(scope, receive, send)
+            return
+        if raw != SWITCH_PATH:
+            if self.assets is None or raw in self.passed:
+                await self.app(scope, receive, send)
+            else:
+                await self.assets(scope, receive, send)
             return
         if scope["method"] not in ("GET", "HEAD"):
             await send_error(scope, send, 405, "Method not allowed", {"Allow": "GET, HEAD"})
