@@ -90,6 +90,7 @@ def test_every_demo_site_answers_on_its_name(demo: SitesServer, paths: dict[str,
     for site in SITES:
         r = demo.get(site.host, paths[site.name], headers={"Accept": "text/html"})
         assert r.status_code == 200, site.name
+        # The home page links it: its front page is a page for browsers.
         assert r.headers["content-type"].startswith("text/html"), site.name
 
 

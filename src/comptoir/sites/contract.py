@@ -106,8 +106,9 @@ class DemoContext:
 class DemoSite(Generic[OptionsT]):
     """A site of a kind in `comptoir demo`, at `http://<name>.localhost:PORT/`.
 
-    The demo's home page links it with its description; the conformance suite runs the kind with
-    these options, at the site's front page (the path `url_suffix` gives).
+    The demo's home page links it with its description, so its front page (the path
+    `url_suffix` gives) is a page for browsers: HTML to `Accept: text/html`. The conformance
+    suite runs the kind with these options, at that front page.
     """
 
     name: str
