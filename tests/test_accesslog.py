@@ -73,3 +73,37 @@ async def test_access_log_text_line_starts_with_the_local_time() -> None:
     first = (await log_lines("text", b"/one", b""))[0]
     stamp = datetime.strptime(first[:19], "%Y-%m-%d %H:%M:%S")
     assert before <= stamp <= datetime.now()
+
+
+async def test_an_internal_error_log_cannot_forge_lines_or_drive_the_terminal() -> None:
+    from comptoir.app import WorkerApp
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("client said: x\nFAKE 200 OK\x1b[2J\u2028")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    written: list[str] = []
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/a\nFAKE",
+        "raw_path": b"/a%0AFAKE",
+        "query_string": b"",
+        "headers": [],
+    }
+    await WorkerApp(app, [], log=written.append)(scope, receive, send)
+    assert sent[0]["status"] == 500
+    [entry] = written
+    lines = entry.split("\n")
+    assert lines[0] == "comptoir: internal error on GET /a\\x0aFAKE"
+    # The message's own line break and escapes are shown, not obeyed: no line starts with FAKE.
+    assert not any(line.startswith("FAKE") for line in lines)
+    assert all(line.isprintable() for line in lines)
+    assert "x\\x0aFAKE 200 OK\\x1b[2J\\u2028" in entry

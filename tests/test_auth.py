@@ -263,6 +263,24 @@ async def test_login_sets_the_session_cookie_exactly_and_lets_requests_in() -> N
         assert (r.status_code, r.headers["location"]) == (303, "/page")
 
 
+async def test_a_planted_session_cookie_sent_first_does_not_lock_the_user_out() -> None:
+    # A sibling site of the host (an echo's /cookies/set, a script) can plant a cookie of the
+    # same name with a longer path: browsers send it first. The real session must still count.
+    site = Site()
+    async with client(stack(site)) as c:
+        await login(c)
+        real = c.cookies.get("comptoir_session")
+        c.cookies.clear()
+        both = {"cookie": f"comptoir_session=planted; comptoir_session={real}"}
+        r = await c.get(f"/{TOKEN}/x", headers=both)
+        assert r.status_code == 200 and site.scopes[-1]["comptoir.auth"] == "session"
+        r = await c.get("/.comptoir/login", headers=both)
+        assert r.status_code == 303
+        # Planted values alone are no session, however many.
+        many = "; ".join(f"comptoir_session=planted{i}" for i in range(20))
+        assert (await c.get(f"/{TOKEN}/x", headers={"cookie": many})).status_code != 200
+
+
 async def test_session_cookie_is_secure_under_tls() -> None:
     async with client(stack(Site(), secure=True), "https://testserver") as c:
         r = await login(c)

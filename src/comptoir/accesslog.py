@@ -39,6 +39,17 @@ def escape_for_log(text: str) -> str:
     return "".join(map(_escape_char, text))
 
 
+def escape_controls(text: str) -> str:
+    """Escape what could end a line or drive a terminal; keep quotes and backslashes as they are.
+
+    For text that is not a field of a line (a traceback's lines): readable, but never more
+    than the one line it is.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else _escape_char(c) for c in text)
+
+
 class AccessLog:
     """Writes one access-log line per HTTP request or WebSocket session.
 

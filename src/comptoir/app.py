@@ -16,7 +16,7 @@ from pathlib import Path
 
 from starlette.requests import ClientDisconnect
 
-from comptoir.accesslog import AccessLog, escape_for_log
+from comptoir.accesslog import AccessLog, escape_controls, escape_for_log
 from comptoir.clock import Clock, SystemClock
 from comptoir.config import Config
 from comptoir.errors import ClientGone, HTTPError
@@ -126,8 +126,8 @@ class WorkerApp:
             if not started:
                 status = exc.status
                 await _answer(scope, send, exc.status, exc.message, exc.headers)
-        except Exception:
-            self.log(_error_line(scope, traceback.format_exc()))
+        except Exception as exc:
+            self.log(_error_line(scope, exc))
             if not started:
                 status = 500
                 with contextlib.suppress(Exception):
@@ -165,9 +165,9 @@ class WorkerApp:
                     if kind.shutdown is not None:
                         try:
                             await kind.shutdown(app)
-                        except Exception:
+                        except Exception as exc:
                             # One site failing to stop must not keep the others from stopping.
-                            self.log(_error_line(None, traceback.format_exc()))
+                            self.log(_error_line(None, exc))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -182,14 +182,40 @@ async def _answer(
     await send_error(scope, send, status, message, headers)
 
 
-def _error_line(scope: Scope | None, trace: str) -> str:
+def _error_line(scope: Scope | None, exc: BaseException) -> str:
     """The log entry of an unexpected exception: what was asked, then the traceback."""
     if scope is None:
         where = "lifespan"
     else:
         path = escape_for_log(scope.get("path", ""))
-        where = f"{scope.get('method', 'WEBSOCKET')} {path}"
-    return f"comptoir: internal error on {where}\n{trace.rstrip()}"
+        where = f"{escape_for_log(scope.get('method', 'WEBSOCKET'))} {path}"
+    return f"comptoir: internal error on {where}\n" + "\n".join(_traceback_lines(exc))
+
+
+def _traceback_lines(exc: BaseException) -> list[str]:
+    """Python's traceback, with each exception's message kept on its one line.
+
+    Frames show comptoir's own code; a message may hold what a client sent, so its line breaks
+    and control characters are shown escaped: it cannot forge a log line or drive the terminal.
+    """
+    lines: list[str] = []
+    if exc.__cause__ is not None:
+        lines += _traceback_lines(exc.__cause__)
+        lines += ["", "The above exception was the direct cause of the following exception:", ""]
+    elif exc.__context__ is not None and not exc.__suppress_context__:
+        lines += _traceback_lines(exc.__context__)
+        lines += ["", "During handling of the above exception, another exception occurred:", ""]
+    frames = traceback.extract_tb(exc.__traceback__)
+    if frames:
+        lines.append("Traceback (most recent call last):")
+        lines += "".join(traceback.format_list(frames)).rstrip("\n").split("\n")
+    name = type(exc).__qualname__
+    module = type(exc).__module__
+    if module not in ("builtins", "__main__"):
+        name = f"{module}.{name}"
+    message = str(exc)
+    lines.append(f"{name}: {escape_controls(message)}" if message else name)
+    return [escape_controls(line) for line in lines]
 
 
 def build_app(

@@ -32,6 +32,24 @@ def request_cookie(scope: Scope, name: str) -> str | None:
     return request_cookies(scope).get(name)
 
 
+def request_cookie_values(scope: Scope, name: str, limit: int = 8) -> list[str]:
+    """Every value a request carries for cookie `name`, in the order sent (at most `limit`).
+
+    A name can come several times: the same cookie set for different paths or domains. Which one
+    is "ours" is not for the order to decide (a sibling site can plant one with a longer path,
+    which browsers send first), so a caller that checks values checks each.
+    """
+    header = "; ".join(v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"cookie")
+    values = []
+    for piece in header.split(";"):
+        value = cookie_parser(piece).get(name)
+        if value is not None:
+            values.append(value)
+            if len(values) >= limit:
+                break
+    return values
+
+
 def set_cookie(
     name: str,
     value: str,

@@ -38,7 +38,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote_plus
 
-from comptoir.http.cookies import delete_cookie, request_cookie, set_cookie
+from comptoir.http.cookies import (
+    delete_cookie,
+    request_cookie,
+    request_cookie_values,
+    set_cookie,
+)
 from comptoir.http.errors import send_error
 from comptoir.http.paths import location_value
 from comptoir.security.passwords import verify_password
@@ -253,8 +258,7 @@ class PasswordGate:
             if raw.startswith(ASSETS_PATH):
                 await self.app(scope, receive, send)
                 return
-        session_id = request_cookie(scope, SESSION_COOKIE)
-        session = self.sessions.get(session_id) if session_id else None
+        _, session = self._session(scope)
         if session is not None:
             await self._with_session(scope, receive, send, session)
             return
@@ -377,6 +381,18 @@ class PasswordGate:
             {"Retry-After": str(wait)},
         )
 
+    def _session(self, scope: Scope) -> tuple[str | None, Session | None]:
+        """The request's valid session and its id, if any of its session cookies holds one.
+
+        Each value is checked, not just the first: a cookie of the same name that another site of
+        the host planted with a longer path comes first, and must not lock the user out.
+        """
+        for session_id in request_cookie_values(scope, SESSION_COOKIE):
+            session = self.sessions.get(session_id) if session_id else None
+            if session is not None:
+                return session_id, session
+        return None, None
+
     def _login_url(self, scope: Scope) -> str:
         return str(scope.get("root_path", "")) + LOGIN_PATH.decode()
 
@@ -386,8 +402,7 @@ class PasswordGate:
         if method in ("GET", "HEAD"):
             query = parse_qs(scope.get("query_string", b"").decode("latin-1"), encoding="latin-1")
             next_url = safe_next((query.get("next") or [""])[0], prefix)
-            session_id = request_cookie(scope, SESSION_COOKIE)
-            if session_id and self.sessions.get(session_id) is not None:
+            if self._session(scope)[1] is not None:
                 await _send_redirect(send, next_url)
                 return
             await self._login_page(scope, send, next_url, 200)
@@ -469,8 +484,7 @@ class PasswordGate:
         if scope["method"] != "POST":
             await send_error(scope, send, 405, "Method not allowed", {"Allow": "POST"})
             return
-        session_id = request_cookie(scope, SESSION_COOKIE)
-        session = self.sessions.get(session_id) if session_id else None
+        session_id, session = self._session(scope)
         if session is not None and session_id:
             # Logging someone out is a state change too: same origin and token, like any form.
             if not same_origin(scope):
