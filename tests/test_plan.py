@@ -163,6 +163,9 @@ def answer(
     assert all(m["type"] == "http.response.body" for m in bodies)
     assert not bodies[-1].get("more_body", False)
     assert all(m.get("more_body") for m in bodies[:-1])
+    # The last bytes end the response themselves: no empty closing message after them (a client
+    # with the whole body must not find the response still open, see _send_bytes).
+    assert bodies[-1]["body"] or not any(m["body"] for m in bodies)
     return start["status"], dict(start["headers"]), b"".join(m["body"] for m in bodies), asked
 
 

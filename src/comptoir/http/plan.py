@@ -157,14 +157,30 @@ async def send_plan(
         headers.append((b"content-length", str(end - start + 1).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     if plan.body and read is not None and (end is None or end >= start):
-        await _send_bytes(send, read(start, end))
-    await send({"type": "http.response.body", "body": b""})
+        await _send_bytes(send, read(start, end), last=True)
+    else:
+        await send({"type": "http.response.body", "body": b""})
 
 
-async def _send_bytes(send: Send, chunks: AsyncGenerator[bytes, None]) -> None:
+async def _send_bytes(send: Send, chunks: AsyncGenerator[bytes, None], *, last: bool) -> None:
+    """Send `chunks` as body messages; with `last`, the body's last bytes end the response.
+
+    Read one chunk ahead: the chunk that turns out to be the last goes out with
+    `more_body=False` itself, never followed by an empty closing message. Handing over the last
+    byte and finishing the response are then one message, whether or not the length is known:
+    a client cannot have the whole body while the response is not yet finished (a share would
+    give its slot back when such a client hangs up during the step that finds the end).
+    """
     try:
+        held: bytes | None = None
         async for chunk in chunks:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+        if held is not None:
+            await send({"type": "http.response.body", "body": held, "more_body": not last})
+        elif last:
+            await send({"type": "http.response.body", "body": b""})
     except BaseException:
         # Closed as soon as sending stops (a client gone): its open file goes with it. (Run to
         # its end, a generator is closed already.)
@@ -197,6 +213,6 @@ async def _send_multipart(
         return
     for head, (s, e) in zip(part_heads, plan.ranges, strict=True):
         await send({"type": "http.response.body", "body": head, "more_body": True})
-        await _send_bytes(send, read(s, e))
+        await _send_bytes(send, read(s, e), last=False)
         await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
     await send({"type": "http.response.body", "body": tail})

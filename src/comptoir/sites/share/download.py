@@ -33,7 +33,9 @@ class Download:
     granian keeps accepting `send` after the client left (the bytes go nowhere), so a cut is
     noticed from `receive()`'s `http.disconnect`, watched by a task while the body goes out.
     A body is finished once its last byte went out: all of its Content-Length (granian may
-    report the request over as soon as those are out), else the final body message.
+    report the request over as soon as those are out), else the final body message — which
+    carries the body's last bytes itself (http/plan.py reads one chunk ahead), so a client never
+    holds the whole body of an answer not yet finished, whether its size is known or not.
     """
 
     def __init__(
