@@ -11,6 +11,7 @@ import json
 import re
 import socket
 import time
+import urllib.parse
 import zlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -713,6 +714,20 @@ async def test_digest_auth_under_a_non_ascii_mount_answers(
     assert "fake=fake_value" in r.headers["set-cookie"]
 
 
+async def test_digest_auth_under_a_non_ascii_mount_verifies_the_uri_as_sent(
+    aclient: Callable[[ASGIApp], httpx.AsyncClient],
+) -> None:
+    # The client digests the request-target it sends (percent-encoded), mount included.
+    site = SiteConfig("echo", EchoOptions(), path="/文档", name="echo")
+    c = aclient(build_app(Config(server=ServerOptions(quiet=True), sites=(site,))))
+    uri = "/%E6%96%87%E6%A1%A3/digest-auth/auth/u/p/MD5"
+    challenge = (await c.get(uri)).headers["www-authenticate"]
+    good = _digest_header(challenge, "u", "p", "GET", uri, qop="auth", algorithm="MD5")
+    c.cookies.clear()
+    r = await c.get(uri, headers={"authorization": good})
+    assert r.status_code == 200, r.text
+
+
 async def test_tiny_chunks_of_a_large_body_are_capped_in_number() -> None:
     app = build_app(make_config("echo", EchoOptions()))
     for path, query in (
@@ -751,3 +766,71 @@ async def test_tiny_chunks_of_a_large_body_are_capped_in_number() -> None:
         assert sum(sizes) == 1_000_000
         # Not a million messages of one byte: at most 10,000 of 100 bytes or more.
         assert len(sizes) <= 10_000
+
+
+@pytest.mark.parametrize(
+    ("mount", "target"),
+    [
+        ("/日本", b"/%E6%97%A5%E6%9C%AC/dump/request"),
+        ("/日本", b"/%e6%97%a5%e6%9c%ac/dump/request?q=%E6%97%A5"),
+        ("/café", b"/caf%C3%A9/dump/request"),
+        ("/café", b"/caf%C3%A9/dump/%72equest?a=b&c"),
+        ("/echo", b"/%65cho/dump/request"),
+        ("/tools/echo", b"/tools/%65ch%6F/dump/request?x=%41"),
+    ],
+)
+async def test_dump_request_under_any_mount_shows_the_request_line_as_sent(
+    mount: str, target: bytes
+) -> None:
+    # The mount once came decoded (and re-spelled) before the raw path: a 500 under /日本 (the
+    # head encoded as latin-1), a garbled line under /café, /echo for a client's /%65cho.
+    site = SiteConfig("echo", EchoOptions(), path=mount, name="echo")
+    app = build_app(Config(server=ServerOptions(quiet=True), sites=(site,)))
+    raw, _, query = target.partition(b"?")
+    sent: list[Message] = []
+    requested = False
+
+    async def receive() -> Message:
+        nonlocal requested
+        if requested:
+            await asyncio.Event().wait()
+        requested = True
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": urllib.parse.unquote(raw.decode()),
+        "raw_path": raw,
+        "query_string": query,
+        "root_path": "",
+        "headers": [(b"host", b"t")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    await app(scope, receive, send)
+    assert sent[0]["status"] == 200
+    body = b"".join(m.get("body", b"") for m in sent[1:])
+    assert body.split(b"\r\n")[0] == b"GET " + target + b" HTTP/1.1"
+
+
+@pytest.mark.parametrize(
+    ("mount", "url"),
+    [("/日本", "/日本/dump/request"), ("/café", "/café/dump/request?é=1")],
+)
+async def test_dump_request_under_a_non_ascii_mount_by_a_client(
+    aclient: Callable[[ASGIApp], httpx.AsyncClient], mount: str, url: str
+) -> None:
+    site = SiteConfig("echo", EchoOptions(), path=mount, name="echo")
+    c = aclient(build_app(Config(server=ServerOptions(quiet=True), sites=(site,))))
+    r = await c.get(url)
+    assert r.status_code == 200
+    sent = httpx.URL("http://testserver" + url).raw_path
+    assert r.content.split(b"\r\n")[0] == b"GET " + sent + b" HTTP/1.1"
+    assert r.content.isascii()

@@ -124,6 +124,13 @@ async def test_the_raw_path_below_the_mount_is_as_the_client_encoded_it(
     r = await client("/tools").get("/tools/%77here")
     assert r.json()["route_raw_path"] == "/%77here"
     assert r.json()["raw_path"] == "/tools/%77here"
+    # The mount too: raw_path is the client's own, whole.
+    r = await client("/tools").get("/%74ools/%77here")
+    assert r.json()["route_raw_path"] == "/%77here"
+    assert r.json()["raw_path"] == "/%74ools/%77here"
+    r = await client("/caf\u00e9 bar").get("/caf%c3%a9%20bar/where")
+    assert r.json()["route_raw_path"] == "/where"
+    assert r.json()["raw_path"] == "/caf%c3%a9%20bar/where"
 
 
 async def test_errors_are_short_answers_as_text_or_json(

@@ -9,6 +9,7 @@ Matching rules (the README's "Virtual hosts" section documents them):
   none of them is mounted at a prefix of the path, the next rule down is tried;
 - the prefix is moved from `path` to `root_path`, so the site sees its own root; a request for
   exactly `/prefix` is redirected to `/prefix/` so that relative links resolve inside the site;
+  the prefix as the client spelled it (`/%65cho` for /echo) is kept under `RAW_ROOT_PATH`;
 - an HTTP/1.1 request without `Host:`, or with two, gets 400 whatever the sites, a single one too.
 """
 
@@ -26,6 +27,10 @@ from comptoir.http.errors import send_error
 from comptoir.types import ASGIApp, Receive, Scope, Send
 
 # One ASCII label of a host name; underscores appear in real-world names (e.g. Docker services).
+# Scope key: the bytes of `raw_path` that spelled `root_path`, as the client sent them (absent when
+# they cannot be told apart from the rest): a site reporting the request as sent puts them back.
+RAW_ROOT_PATH = "comptoir.raw_root_path"
+
 _LABEL = re.compile(r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 
 
@@ -266,12 +271,20 @@ def _strip_prefix(scope: Scope, prefix: str) -> Scope:
     child["path"] = rest
     raw = scope.get("raw_path")
     if raw is not None:
-        child["raw_path"] = _strip_raw_prefix(raw, prefix, rest)
+        spelled, child["raw_path"] = _strip_raw_prefix(raw, prefix, rest)
+        outer = scope.get(RAW_ROOT_PATH, b"" if not scope.get("root_path") else None)
+        if spelled is not None and outer is not None:
+            child[RAW_ROOT_PATH] = outer + spelled
+        else:
+            child.pop(RAW_ROOT_PATH, None)
     return child
 
 
-def _strip_raw_prefix(raw: bytes, prefix: str, rest: str) -> bytes:
-    """The raw path without the components that spell `prefix` (however they are encoded)."""
+def _strip_raw_prefix(raw: bytes, prefix: str, rest: str) -> tuple[bytes | None, bytes]:
+    """(the components of the raw path that spell `prefix`, the raw path without them).
+
+    The first is None when the prefix cannot be cut from the raw path as it is.
+    """
     # The raw path may encode the prefix differently (%41 for A): decode it component by component.
     target = prefix.encode()
     pieces = raw.split(b"/")
@@ -280,8 +293,8 @@ def _strip_raw_prefix(raw: bytes, prefix: str, rest: str) -> bytes:
         consumed += b"/" + unquote_to_bytes(piece)
         if consumed == target:
             remainder = pieces[i + 1 :]
-            return b"/" + b"/".join(remainder) if remainder else b"/"
+            return b"/".join(pieces[: i + 1]), b"/" + b"/".join(remainder) if remainder else b"/"
         if len(consumed) >= len(target):
             break
     # An encoded slash straddles the end of the prefix: the decoded rest is all we can give.
-    return quote(rest, errors="surrogateescape").encode()
+    return None, quote(rest, errors="surrogateescape").encode()

@@ -25,7 +25,7 @@ It is also where the answers Starlette would make its own way are made comptoir'
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 from starlette._utils import get_route_path
 from starlette.applications import Starlette
@@ -35,6 +35,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route, Router
 from starlette.websockets import WebSocketDisconnect
 
 from comptoir.errors import ClientGone, HTTPError
+from comptoir.hosts import RAW_ROOT_PATH
 from comptoir.http.errors import reason, send_error
 from comptoir.types import Message, Receive, Scope, Send
 
@@ -163,8 +164,9 @@ def starlette_scope(scope: Scope) -> Scope:
     child["path"] = root + scope["path"]
     raw = scope.get("raw_path")
     if raw is not None:
-        # The host router removed the prefix from raw_path too; put back its encoded form.
-        child["raw_path"] = _encoded(root) + raw
+        # The host router removed the prefix from raw_path too; put it back as the client
+        # spelled it: raw_path is then the request's own, whole.
+        child["raw_path"] = _raw_root(scope) + raw
     return child
 
 
@@ -183,12 +185,17 @@ def route_raw_path(scope: Scope) -> bytes | None:
     root = scope.get("root_path", "")
     if raw is None or not root:
         return raw
-    encoded = _encoded(root)
+    encoded = _raw_root(scope)
     if raw.startswith(encoded):
         return raw[len(encoded) :] or b"/"
     return quote(scope["path"].removeprefix(root), errors="surrogateescape").encode()
 
 
-def _encoded(path: str) -> bytes:
-    # As hosts.py encodes a mount in the Location of its redirects.
-    return quote(path, errors="surrogateescape").encode()
+def _raw_root(scope: Scope) -> bytes:
+    """The mount (`root_path`) as the client spelled it, else encoded as hosts.py encodes a mount
+    in the Location of its redirects."""
+    root: str = scope.get("root_path", "")
+    spelled = scope.get(RAW_ROOT_PATH)
+    if spelled is not None and unquote_to_bytes(spelled) == root.encode("utf-8", "surrogateescape"):
+        return bytes(spelled)
+    return quote(root, errors="surrogateescape").encode()

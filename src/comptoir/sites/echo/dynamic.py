@@ -31,8 +31,8 @@ from comptoir.sites.echo.inspection import (
     header,
     query_int,
     query_value,
+    raw_request_target,
     read_body,
-    request_target,
 )
 from comptoir.sites.echo.responses import json_response, parse_status, text_response
 
@@ -300,9 +300,11 @@ async def dump_request(request: Request) -> Response:
     """/dump/request: the request as received (request line, headers, body), as text."""
     body = await read_body(request, echo_context(request).options.max_body)
     version = request.scope.get("http_version", "1.1")
-    lines = [f"{request.method} {request_target(request)} HTTP/{version}"]
-    lines += [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in request.scope["headers"]]
-    head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+    # In bytes throughout, as they came: nothing to decode, nothing that fails to encode.
+    start = f"{request.method} ".encode("latin-1", "replace")
+    lines = [start + raw_request_target(request) + f" HTTP/{version}".encode("latin-1", "replace")]
+    lines += [k + b": " + v for k, v in request.scope["headers"]]
+    head = b"\r\n".join(lines) + b"\r\n\r\n"
     return Response(head + body, media_type="text/plain; charset=utf-8")
 
 
