@@ -24,6 +24,9 @@ GET_HEADERS = [(b"content-type", b"application/json"), (b"content-length", str(l
 
 async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answer /1k.bin, /large.bin and /get; 404 for anything else."""
+    if scope["type"] == "websocket":
+        await _websocket_echo(receive, send)
+        return
     if scope["type"] != "http":
         return
     path = scope["path"]
@@ -41,3 +44,18 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     else:
         await send({"type": "http.response.start", "status": 404, "headers": []})
         await send({"type": "http.response.body", "body": b""})
+
+
+async def _websocket_echo(receive: Any, send: Any) -> None:
+    """Echo every message back (the floor for `comptoir echo`'s /websocket/echo)."""
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.connect":
+            await send({"type": "websocket.accept"})
+        elif message["type"] == "websocket.receive":
+            if message.get("text") is not None:
+                await send({"type": "websocket.send", "text": message["text"]})
+            else:
+                await send({"type": "websocket.send", "bytes": message.get("bytes")})
+        else:
+            return

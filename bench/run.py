@@ -49,6 +49,8 @@ BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 WRK_REPORT = BENCH_DIR / "wrk_report.lua"
 TCP_CLIENT = BENCH_DIR / "tcp_echo_client.py"
+WS_CLIENT = BENCH_DIR / "ws_echo_client.py"
+WEBSOCKETS = "websockets==17.4"
 # Peers that come from PyPI live in their own throwaway venv, never in comptoir's lock file.
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 COPYPARTY = "copyparty==1.20.26"
@@ -330,8 +332,15 @@ def comptoir_on_loop(loop: str) -> dict[str, LaunchFn]:
 
         return launch
 
-    modes = ("static", "echo", "receive")
+    modes = ("static", "echo", "receive", "ws")
     return {mode: with_loop(COMPTOIR_MODES[mode]) for mode in modes}
+
+
+def granian_floor_ws(bench: Bench, port: int, loop: str = "uvloop") -> Launch:
+    """floor_app.py echoing WebSocket messages: the ceiling for echo's /websocket/echo."""
+    launch = granian_floor(bench, port, loop)
+    argv = [a for a in launch.argv if a != "--no-ws"]
+    return replace(launch, argv=argv, paths={"ws": "/websocket/echo"})
 
 
 def floor_on_loop(loop: str) -> dict[str, LaunchFn]:
@@ -339,6 +348,7 @@ def floor_on_loop(loop: str) -> dict[str, LaunchFn]:
     return {
         "static": lambda bench, port: granian_floor(bench, port, loop),
         "echo": lambda bench, port: granian_floor_echo(bench, port, loop),
+        "ws": lambda bench, port: granian_floor_ws(bench, port, loop),
     }
 
 
@@ -503,6 +513,7 @@ COMPTOIR_MODES: dict[str, LaunchFn] = {
     "receive": comptoir_receive,
     "echo": comptoir_echo,
     "tcp": comptoir_tcp_echo,
+    "ws": lambda bench, port: replace(comptoir_echo(bench, port), paths={"ws": "/websocket/echo"}),
 }
 # Servers run when --servers is not given; the others are for comparisons asked by name.
 DEFAULT_SERVERS = (
@@ -528,7 +539,7 @@ SERVERS: dict[str, ServerSpec] = {
         # Not a peer: the engine's ceiling for any ASGI app (floor_app.py), for reading the ratios.
         ServerSpec(
             "granian-floor",
-            {"static": granian_floor, "echo": granian_floor_echo},
+            {"static": granian_floor, "echo": granian_floor_echo, "ws": granian_floor_ws},
             version=lambda bench: "granian " + _installed_version(Path(sys.executable), "granian"),
         ),
         ServerSpec(
@@ -931,6 +942,35 @@ def echo_get(bench: Bench, server: Running) -> Measurement:
     return _wrk_measurement(bench, server, bench.options.small_connections, server.path("get"))
 
 
+def ws_echo(bench: Bench, server: Running) -> Measurement:
+    """WebSocket echo: 32 connections each sending 32-byte messages one after the other
+    (ws_echo_client.py, the `websockets` library, pinned like wrk): messages echoed per second."""
+    install_peer(bench, WEBSOCKETS)
+    url = f"ws://{HOST}:{server.port}{server.path('ws')}"
+    client = [str(peers_python(bench)), str(WS_CLIENT), "--url", url]
+    client += ["--connections", str(bench.options.small_connections)]
+    client += ["--duration", str(bench.options.duration)]
+    with MemorySampler(server.proc.pid) as mem:
+        done = subprocess.run(
+            bench.client(client),
+            capture_output=True,
+            text=True,
+            timeout=bench.options.duration + 60,
+            check=False,
+        )
+    try:
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        raise BenchError(f"WebSocket client failed: {done.stderr.strip()[-300:]}") from None
+    return Measurement(
+        value=result["messages_per_s"],
+        errors=int(result["errors"]),
+        peak_rss_kb=mem.peak_rss_kb,
+        peak_pss_kb=mem.peak_pss_kb,
+        detail=result,
+    )
+
+
 def tcp_echo(bench: Bench, server: Running) -> Measurement:
     """--tcp-connections TCP echo connections held at once (tcp_echo_client.py, pinned like wrk):
     a line echoed on each, all held --tcp-hold seconds, a second line on each. The value is the
@@ -1024,6 +1064,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario("echo", "echo /get, keep-alive, 32 conns", "req/s", echo_get, "echo"),
         Scenario("tcp", "TCP echo, {tcp} conns held", "conns", tcp_echo, "tcp"),
+        Scenario("ws", "WebSocket echo, 32 conns", "msg/s", ws_echo, "ws"),
     )
 }
 
