@@ -82,4 +82,7 @@ class ServiceRunner:
         loop.call_soon_threadsafe(loop.stop)
         if self.thread is not None:
             self.thread.join(timeout)
+            if not self.thread.is_alive():
+                # Its transports are closed by now; an open loop would be reported as a leak.
+                loop.close()
         self.loop = None
