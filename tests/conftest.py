@@ -29,6 +29,25 @@ def make_config(kind: str, options: Any, **server: Any) -> Config:
     return Config(server=ServerOptions(**server), sites=(SiteConfig(kind, options, name=kind),))
 
 
+def http_scope(path: str, headers: dict[str, str], *, pathsend: bool = False) -> dict[str, Any]:
+    """The scope a server gives an app for `GET path` from 127.0.0.1 (for tests that drive the
+    ASGI messages themselves: a client that leaves at a chosen byte)."""
+    return {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in {"accept": "*/*", **headers}.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "extensions": {"http.response.pathsend": {}} if pathsend else {},
+    }
+
+
 def asgi_client(app: ASGIApp, base_url: str = "http://testserver") -> httpx.AsyncClient:
     """An httpx client talking to an ASGI app in-process."""
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url)

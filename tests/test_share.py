@@ -32,7 +32,7 @@ from comptoir.sites.share.items import shared_items, walk
 from comptoir.sites.share.progress import TransferBoard
 from comptoir.state import StateStore
 from comptoir.types import ASGIApp, Message
-from tests.conftest import asgi_client, make_config
+from tests.conftest import asgi_client, http_scope, make_config
 
 AS_HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 AS_CURL = {"accept": "*/*"}
@@ -583,21 +583,7 @@ async def cut_download(app: ASGIApp, path: str, after: int, **headers: str) -> t
             if got >= after:
                 gone.set()
 
-    hdrs = [(k.encode(), v.encode()) for k, v in {"accept": "*/*", **headers}.items()]
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": hdrs,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "extensions": {"http.response.pathsend": {}},
-    }
+    scope = http_scope(path, headers, pathsend=True)
     await asyncio.wait_for(app(scope, receive, send), 10)
     return status, got
 

@@ -24,7 +24,7 @@ from comptoir.sites.share import ShareOptions
 from comptoir.sites.share.app import ShareSite
 from comptoir.state import StateStore
 from comptoir.types import Message
-from tests.conftest import asgi_client
+from tests.conftest import asgi_client, http_scope
 
 
 @dataclass(frozen=True)
@@ -229,21 +229,7 @@ async def _get_and_hang_up(
             if _has_everything(bytes(body), length, gzipped):
                 gone.set()  # reset at once, before any closing message
 
-    hdrs = [(k.encode(), v.encode()) for k, v in {"accept": "*/*", **headers}.items()]
-    scope = {
-        "type": "http",
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": hdrs,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-        "extensions": {},
-    }
+    scope = http_scope(path, headers)
     await asyncio.wait_for(site(scope, receive, send), 10)
     return status, bytes(body)
 
