@@ -10,6 +10,7 @@ the access log on (written to a list) as in a default run:
 
 - `fast`: the default stack, where a repeat of a small file's answer comes from the outer cache;
 - `full`: the same stack with that cache off (every request through router, security, site);
+- `fast -q`, `full -q`: the same with `--quiet` (no access log), as bench/run.py runs comptoir;
 - `bare`: the least an ASGI app can do (bench/floor_app.py's answer), for scale.
 """
 
@@ -77,9 +78,9 @@ async def _loop(app: ASGIApp, requests: int) -> float:
     return took
 
 
-def _app(root: Path, *, fast_path: bool) -> ASGIApp:
+def _app(root: Path, *, fast_path: bool, quiet: bool = False) -> ASGIApp:
     site = SiteConfig(kind="static", options=StaticOptions(root=root), name="static")
-    config = Config(server=ServerOptions(), sites=(site,))
+    config = Config(server=ServerOptions(quiet=quiet), sites=(site,))
     lines: list[str] = []
     return build_app(config, fast_path=fast_path, log_write=lines.append)
 
@@ -96,6 +97,8 @@ def main() -> None:
         variants: dict[str, ASGIApp] = {
             "fast": _app(root, fast_path=True),
             "full": _app(root, fast_path=False),
+            "fast -q": _app(root, fast_path=True, quiet=True),
+            "full -q": _app(root, fast_path=False, quiet=True),
             "bare": _bare,
         }
         best = {name: float("inf") for name in variants}
@@ -105,7 +108,7 @@ def main() -> None:
                 took = asyncio.run(_loop(app, args.requests))
                 best[name] = min(best[name], took / args.requests * 1e6)
     for name, us in best.items():
-        print(f"{name:5} {us:6.2f} µs/request")
+        print(f"{name:7} {us:6.2f} µs/request")
 
 
 if __name__ == "__main__":
