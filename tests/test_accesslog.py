@@ -107,3 +107,31 @@ async def test_an_internal_error_log_cannot_forge_lines_or_drive_the_terminal() 
     assert not any(line.startswith("FAKE") for line in lines)
     assert all(line.isprintable() for line in lines)
     assert "x\\x0aFAKE 200 OK\\x1b[2J\\u2028" in entry
+
+
+async def test_answers_of_the_outer_app_are_logged_with_their_status_and_bytes() -> None:
+    from comptoir.app import WorkerApp
+    from comptoir.errors import HTTPError
+
+    async def refusing(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # refused by the site
+            return
+        raise HTTPError(404, "Not found")
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        pass
+
+    lines: list[str] = []
+    ticks = iter([1.0, 1.001, 2.0, 2.001])
+    log = AccessLog("json", write=lines.append, clock=lambda: next(ticks))
+    outer = WorkerApp(refusing, [], access_log=log)
+    base = {"path": "/x", "raw_path": b"/x", "query_string": b"", "headers": []}
+    await outer({**base, "type": "http", "method": "GET"}, receive, send)
+    await outer({**base, "type": "websocket"}, receive, send)
+    first, second = (json.loads(line) for line in lines)
+    assert (first["status"], first["bytes"]) == (404, len("Not found\n"))
+    assert (second["method"], second["status"]) == ("WS", 403)

@@ -15,7 +15,13 @@ from comptoir.app import build_app
 from comptoir.config import ServerOptions
 from comptoir.errors import ConfigError
 from comptoir.security import secure_site
-from comptoir.security.auth import AuthSettings, PasswordGate, peek_form_token
+from comptoir.security.auth import (
+    LOGIN_PATH,
+    LOGOUT_PATH,
+    AuthSettings,
+    PasswordGate,
+    peek_form_token,
+)
 from comptoir.security.headers import CSP, SecurityHeaders, hsts_applies
 from comptoir.security.passwords import (
     PASSWORD_ENV,
@@ -31,6 +37,7 @@ from comptoir.sites.static import StaticOptions
 from comptoir.state import StateStore
 from comptoir.types import Message, Receive, Scope, Send
 from comptoir.web import render
+from comptoir.web.assets import Assets
 from comptoir.web.theme import ThemeSwitch, safe_next
 from tests.conftest import asgi_client, make_config
 
@@ -109,7 +116,8 @@ def stack(
         store,
         **({"clock": clock} if clock else {}),
     )
-    return SecurityHeaders(ThemeSwitch(gate, secure=secure), hsts=hsts)
+    front = ThemeSwitch(gate, secure=secure, assets=Assets(), passed=(LOGIN_PATH, LOGOUT_PATH))
+    return SecurityHeaders(front, hsts=hsts)
 
 
 def client(app: Any, base_url: str = "http://testserver") -> httpx.AsyncClient:
@@ -685,3 +693,15 @@ def test_password_from_a_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr("sys.stdin", io.StringIO("piped secret\n"))
     assert passwords._prompt_terminal() == "piped secret"
+
+
+async def test_no_path_under_comptoir_passes_the_gate_without_the_password() -> None:
+    # The shared assets are answered in front of the gate; a site's own `.comptoir/` files
+    # (a --hidden static site) stay behind the password like everything else.
+    site = Site()
+    gate = PasswordGate(site, AuthSettings(password_hash=HASH), StateStore())
+    async with client(gate) as c:
+        for path in ("/.comptoir/notes.txt", "/.comptoir/comptoir.css", "/.comptoir/"):
+            r = await c.get(path, headers={"accept": "text/plain"})
+            assert r.status_code == 401, path
+    assert site.scopes == []

@@ -258,3 +258,44 @@ async def test_the_kept_answers_are_bounded(pair: Any, root: Path) -> None:
         await p.fast.get(f"/f{i}.txt")
         await p.fast.get(f"/f{i}.txt")
     assert p.kept() <= fastpath.MAX_ENTRIES
+
+
+async def test_long_hosts_and_queries_are_never_kept(pair: Any) -> None:
+    # granian takes Host values and query strings of hundreds of KB: each spelling kept would
+    # hold that much memory for nothing anyone else asks for.
+    p = pair()
+    query = "x=" + "\\" * 5000
+    for _ in range(2):
+        await p.both("GET", "/a.txt?" + query)
+        await p.both("GET", "/a.txt", headers={"host": "h" * 3000})
+    assert p.kept() == 0
+    await p.both("GET", "/a.txt?short=1")
+    await p.both("GET", "/a.txt?short=1")
+    assert p.kept() == 1
+
+
+async def test_memory_counts_keys_and_headers_and_expired_entries_go_first(
+    pair: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comptoir import fastpath
+
+    monkeypatch.setattr(fastpath, "MAX_ENTRIES", 4)
+    p = pair()
+    fast = p.fast_app.fast_path  # type: ignore[attr-defined]
+    for i in range(3):
+        await p.fast.get(f"/a.txt?old={i}")
+        await p.fast.get(f"/a.txt?old={i}")
+    assert p.kept() == 3
+    # What is held is more than the bodies: keys, headers and log targets count too.
+    assert fast._bytes > 3 * 1000 + 3 * len("/a.txt?old=0")
+    await p.fast.get("/page.html")
+    await p.fast.get("/page.html")
+    assert p.kept() == 4
+    p.clock.advance(0.5)
+    await p.fast.get("/page.html")  # still fresh, and asked for again
+    p.clock.advance(0.6)
+    # Full: the answers whose time is over are dropped, not the whole table.
+    await p.fast.get("/a.txt?new=1")
+    await p.fast.get("/a.txt?new=1")
+    assert set(fast.entries) == {(b"testserver", b"/a.txt", b"new=1")}
+    assert fast._bytes == sum(fastpath._held(k, e) for k, e in fast.entries.items())

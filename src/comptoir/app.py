@@ -84,9 +84,13 @@ class WorkerApp:
                 entry, conditional = hit
                 decided = fast.plan_for(scope, entry) if conditional else None
                 if not conditional or decided is not None:
-                    sent = await fast.send(scope, send, entry, decided)
+                    status, sent = 200 if decided is None else decided.status, 0
+                    try:
+                        sent = await fast.send(scope, send, entry, decided)
+                    except Exception as exc:
+                        # A server whose send fails mid-answer: nothing more can be sent.
+                        self.log(_error_line(scope, exc))
                     if access_log is not None:
-                        status = 200 if decided is None else decided.status
                         duration = access_log.clock() - started_at
                         access_log.log(scope, status, sent, duration, entry.log_target)
                     return
@@ -116,6 +120,8 @@ class WorkerApp:
                     sent += os.stat(message["path"]).st_size
             elif mtype == "websocket.accept":
                 status = 101
+            elif mtype == "websocket.close" and not status:
+                status = 403  # a close before the accept refuses the handshake
             await send(message)
 
         try:
@@ -124,22 +130,19 @@ class WorkerApp:
             return
         except HTTPError as exc:
             if not started:
-                status = exc.status
-                await _answer(scope, send, exc.status, exc.message, exc.headers)
+                await _answer(scope, tracked, exc.status, exc.message, exc.headers)
         except Exception as exc:
             self.log(_error_line(scope, exc))
             if not started:
-                status = 500
                 with contextlib.suppress(Exception):
-                    await _answer(scope, send, 500, "Internal server error")
+                    await _answer(scope, tracked, 500, "Internal server error")
         else:
             if stype == "websocket" and not started:
                 # A kind that speaks no WebSocket returns without a word: the handshake is
                 # refused here, the same way for every kind (a close before the accept is a 403).
                 # A client that already left cannot be refused: nothing to answer then.
-                status = 403
                 with contextlib.suppress(Exception):
-                    await send({"type": "websocket.close", "code": 1008})
+                    await tracked({"type": "websocket.close", "code": 1008})
             elif kept is not None and offer is not None and status == 200 and fast is not None:
                 target = access_log.target(scope) if access_log is not None else None
                 fast.keep(scope, kept, body, offer, target)
@@ -238,7 +241,7 @@ def build_app(
     `log_write` receives the access log's lines instead of stderr.
     """
     store = open_store(state_path)
-    assets = Assets()
+    assets = Assets(clock=(clock or SystemClock()).monotonic)
     routes: list[Route] = []
     hooks: list[tuple[AnyKind, ASGIApp]] = []
     for site in config.sites:

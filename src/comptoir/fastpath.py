@@ -42,9 +42,11 @@ _NOT_MODIFIED = frozenset(
         b"strict-transport-security",
     )
 )
-# Bounds: entries hold small bodies only (http/files.SMALL_FILE), and so many of them at most.
+# Bounds: entries hold small bodies only (http/files.SMALL_FILE), so many of them at most, and so
+# much memory in all (keys and headers counted); a key longer than MAX_KEY is never kept.
 MAX_ENTRIES = 4096
 MAX_BYTES = 64 * 1024 * 1024
+MAX_KEY = 2048
 
 Key = tuple[bytes, bytes, bytes]
 Headers = list[tuple[bytes, bytes]]
@@ -153,16 +155,36 @@ class FastPath:
         raw = scope.get("raw_path")
         if not host or raw is None or len(body) != offer.rep.size:
             return
-        if len(self.entries) >= MAX_ENTRIES or self._bytes + len(body) > MAX_BYTES:
-            # Bounded without tracking recency on every request (as the file cache does).
-            self.entries.clear()
-            self._bytes = 0
-        key = (host, raw, scope.get("query_string", b""))
+        query = scope.get("query_string", b"")
+        if len(host) + len(raw) + len(query) > MAX_KEY:
+            # A client can send a huge Host or query (granian takes hundreds of KB): kept, each
+            # such spelling would hold that much memory for nothing anyone else asks for.
+            return
+        key = (host, raw, query)
         self._drop(key)
-        self.entries[key] = Entry(tuple(headers), body, offer.rep, offer.until, log_target)
-        self._bytes += len(body)
+        entry = Entry(tuple(headers), body, offer.rep, offer.until, log_target)
+        size = _held(key, entry)
+        if len(self.entries) >= MAX_ENTRIES or self._bytes + size > MAX_BYTES:
+            self._drop_expired()
+            if len(self.entries) >= MAX_ENTRIES or self._bytes + size > MAX_BYTES:
+                # Bounded without tracking recency on every request (as the file cache does).
+                self.entries.clear()
+                self._bytes = 0
+        self.entries[key] = entry
+        self._bytes += size
+
+    def _drop_expired(self) -> None:
+        now = self.clock()
+        for key in [k for k, e in self.entries.items() if now >= e.until]:
+            self._drop(key)
 
     def _drop(self, key: Key) -> None:
         old = self.entries.pop(key, None)
         if old is not None:
-            self._bytes -= len(old.body)
+            self._bytes -= _held(key, old)
+
+
+def _held(key: Key, entry: Entry) -> int:
+    """The memory an entry holds, counted generously: key, headers, body, log target."""
+    size = sum(len(part) for part in key) + len(entry.body) + len(entry.log_target or "") * 4
+    return size + sum(len(k) + len(v) + 64 for k, v in entry.headers) + 256

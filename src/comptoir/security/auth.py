@@ -4,8 +4,8 @@
 password is set. For every request it decides, in this order:
 
 - `/.comptoir/login` (GET: the form, POST: check the password) and `/.comptoir/logout` (POST) are
-  answered here; other `/.comptoir/…` paths are the shared CSS/JS and pass, so the login page has
-  its styles.
+  answered here. The shared CSS/JS (the login page's styles) never reach the gate: the layer in
+  front of it answers them (web/theme.py), and no other path passes without the password.
 - A valid session cookie lets the request through. Unsafe methods (anything but GET, HEAD,
   OPTIONS, TRACE) must then come from this origin (`Sec-Fetch-Site`/`Origin` when the browser sends
   them) and carry the session's CSRF token: header `X-CSRF-Token`, or a form field `csrf_token`
@@ -56,7 +56,6 @@ from comptoir.web.theme import safe_next
 
 LOGIN_PATH = b"/.comptoir/login"
 LOGOUT_PATH = b"/.comptoir/logout"
-ASSETS_PATH = b"/.comptoir/"
 SESSION_COOKIE = "comptoir_session"
 LOGIN_COOKIE = "comptoir_login"
 LOGIN_COOKIE_MAX_AGE = 3600
@@ -254,9 +253,6 @@ class PasswordGate:
                 return
             if raw == LOGOUT_PATH:
                 await self._logout(scope, receive, send)
-                return
-            if raw.startswith(ASSETS_PATH):
-                await self.app(scope, receive, send)
                 return
         _, session = self._session(scope)
         if session is not None:
