@@ -651,6 +651,25 @@ async def test_hostile_names_round_trip(share: Any, tmp_path: Path) -> None:
     assert "back\\slash" in page.text and "&#34;hi&#34;" in page.text
 
 
+async def test_bidi_controls_in_names_are_shown_visibly(share: Any, tmp_path: Path) -> None:
+    d = tmp_path / "d\u2067ir"
+    d.mkdir()
+    (d / "rtl\u202etxt.exe").write_text("x")
+    (tmp_path / "a\u200fb.txt").write_text("y")
+    s = share(d, tmp_path / "a\u200fb.txt")
+    landing = await s.client.get(s.url, headers=AS_HTML)
+    listing = await s.client.get(s.url + "f/" + quote_name(d.name) + "/", headers=AS_HTML)
+    for page in (landing, listing):
+        assert page.status_code == 200
+        assert not any(c in page.text for c in "\u202e\u2067\u200f")
+    assert "a[U+200F]b.txt" in landing.text and "d[U+2067]ir" in landing.text
+    assert "rtl[U+202E]txt.exe" in listing.text and "d[U+2067]ir" in listing.text
+    doc = (await s.client.get(s.url, headers={"accept": "application/json"})).json()
+    assert {i["name"] for i in doc["items"]} == {"d[U+2067]ir", "a[U+200F]b.txt"}
+    r = await s.client.get(s.url + "f/" + quote_name(d.name) + "/" + quote_name("rtl\u202etxt.exe"))
+    assert r.text == "x"
+
+
 async def test_names_that_are_not_utf8(share: Any, tmp_path: Path) -> None:
     d = tmp_path / "d"
     d.mkdir()

@@ -205,6 +205,19 @@ async def test_listing_escapes_names(tmp_path: Path, site: Site) -> None:
     assert page.rows[0].href == "/%3Cimg%20src%3Dx%20onerror%3Dalert%281%29%3E%20%26%20%22%27.txt"
 
 
+async def test_listing_shows_bidi_controls_visibly(tmp_path: Path, site: Site) -> None:
+    # `rtl\u202etxt.exe` would read as `rtlexe.txt`: the control is shown, the link still works.
+    (tmp_path / "rtl\u202etxt.exe").write_text("x")
+    r = await site().get("/")
+    assert "\u202e" not in r.text
+    page = parse_listing(r.text)
+    assert page.rows[0].text == "rtl[U+202E]txt.exe"
+    assert (await site().get(page.rows[0].href)).text == "x"
+    entry = (await site().get("/", headers=AS_JSON)).json()["entries"][0]
+    assert entry["name"] == "rtl[U+202E]txt.exe"
+    assert (await site().get(entry["url"])).text == "x"
+
+
 async def test_json_listing(tmp_path: Path, site: Site) -> None:
     fill(tmp_path)
     r = await site().get("/", headers=AS_JSON)

@@ -12,6 +12,7 @@ whose names are not UTF-8 are served and listed like any other.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -215,6 +216,16 @@ def location_value(url: str) -> bytes:
     return quote(url, safe=_URL_SAFE, errors="surrogateescape").encode("ascii")
 
 
+# Bidirectional controls reorder what follows them: `rtl\u202etxt.exe` reads as `rtlexe.txt`.
+# receive/names.py refuses them in names it saves; a listing shows them, visibly.
+_BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _show_code_point(m: re.Match[str]) -> str:
+    return f"[U+{ord(m.group()):04X}]"
+
+
 def display_name(name: str) -> str:
-    """A name fit for showing to a person: undecodable bytes shown as U+FFFD."""
-    return os.fsencode(name).decode("utf-8", "replace")
+    """A name fit for showing to a person: bad bytes as U+FFFD, bidi controls as `[U+202E]`."""
+    shown = os.fsencode(name).decode("utf-8", "replace")
+    return _BIDI_CONTROLS.sub(_show_code_point, shown)
