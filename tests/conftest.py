@@ -122,7 +122,7 @@ def live_server(
 ) -> Iterator[LiveServer]:
     """Run `comptoir ARGS --quiet --host 127.0.0.1 --port 0`; yield once its URLs are printed."""
     full = [*args]
-    if "--host" not in full and "-h" not in full:
+    if "--host" not in full and "-b" not in full:
         full += ["--host", "127.0.0.1"]
     if "--port" not in full and "-p" not in full:
         full += ["--port", "0"]

@@ -98,7 +98,7 @@ def test_flags_fill_the_config(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         monkeypatch,
         "serve",
         str(tmp_path),
-        "-h",
+        "-b",
         "127.0.0.1",
         "-p",
         "9000",
@@ -167,6 +167,26 @@ def test_help_lists_every_option_with_its_variable(capsys: pytest.CaptureFixture
                 if opt.setting.env:
                     assert f"COMPTOIR_{opt.name.upper()}" in out
     assert "[DIR]" in out or "DIR" in out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-h"], ["serve", "-h"], ["share", "-h"], ["run", "-h"], ["ca", "-h"], ["ca", "path", "-h"]],
+)
+def test_dash_h_is_help_everywhere(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    # Every command line tool users know answers -h with its help; --host has -b (as
+    # `python -m http.server -b` and gunicorn -b).
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Usage: ")
+    assert "-h, --help" in out
+
+
+def test_host_short_flag_is_b() -> None:
+    [host] = [p for p in cli.commands["serve"].params if p.name == "host"]
+    assert host.opts == ["-b", "--host"]
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

@@ -156,7 +156,8 @@ def _version_message() -> str:
     return f"%(prog)s, version %(version)s ({engine})"
 
 
-@click.group(context_settings={"help_option_names": ["--help"], "max_content_width": 100})
+# -h is help, as users expect of any command line tool; subcommands inherit these settings.
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="comptoir", message=_version_message())
 def cli() -> None:
     """comptoir: one command, one port — share files, receive uploads, serve sites."""

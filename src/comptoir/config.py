@@ -29,7 +29,8 @@ class ServerOptions:
         ALL_INTERFACES,
         "Address to listen on.",
         default_text="all interfaces, IPv4 and IPv6",
-        short=("-h",),
+        # Not -h: that is help, in comptoir as in every command line tool.
+        short=("-b",),
     )
     port: int = setting(
         8000, "Port to listen on; 0 picks a free one.", minimum=0, maximum=65535, short=("-p",)
