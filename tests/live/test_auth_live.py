@@ -52,7 +52,12 @@ def test_password_file(tmp_path: Path) -> None:
 
 
 # The child makes the pty its controlling terminal, as a shell would: getpass reads /dev/tty.
-_WITH_TERMINAL = "import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); " + (
+# It also gives comptoir the default Ctrl-C, as an interactive shell gives its foreground job:
+# tests started as a background job (`pytest &` in a script) inherit SIGINT ignored, ignored
+# signals stay ignored across exec, and Python then installs no KeyboardInterrupt at all.
+_WITH_TERMINAL = (
+    "import fcntl, os, signal, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); "
     "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
 )
 
