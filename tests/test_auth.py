@@ -30,6 +30,7 @@ from comptoir.security.passwords import (
     resolve_password,
     verify_password,
 )
+from comptoir.security.sessions import client_key
 from comptoir.sites.echo import EchoOptions
 from comptoir.sites.receive import ReceiveOptions
 from comptoir.sites.share import ShareOptions
@@ -334,6 +335,96 @@ async def test_login_limit_is_per_client_and_ends() -> None:
             assert (await other.get("/", auth=("u", "secret"))).status_code == 200
         clock.now += 301
         assert (await c.get("/", auth=("u", "secret"))).status_code == 200
+
+
+def from_address(app: Any, address: str) -> httpx.AsyncClient:
+    """An in-process client whose requests come from `address`."""
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, client=(address, 1234)),
+        base_url="http://testserver",
+    )
+
+
+async def basic_status(app: Any, address: str, password: str) -> httpx.Response:
+    """One request with Basic credentials from `address`."""
+    async with from_address(app, address) as c:
+        return await c.get("/", auth=("u", password))
+
+
+def test_client_key_is_the_ipv4_address_or_the_ipv6_64() -> None:
+    assert client_key("10.0.0.7") == "10.0.0.7"
+    assert client_key("::ffff:10.0.0.7") == "10.0.0.7"
+    assert client_key("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_key("2001:DB8:1:2::ffff") == "2001:db8:1:2::/64"
+    assert client_key("fe80::1%eth0") == "fe80::/64"
+    assert client_key("-") == "-"
+
+
+async def test_login_limit_counts_an_ipv6_64_as_one_client() -> None:
+    app = stack(Site(), clock=FakeClock())
+    # Five addresses of one /64, one guess each: the fifth blocks the whole /64.
+    statuses = [
+        (await basic_status(app, f"2001:db8:1:2::{i}", "guess")).status_code for i in range(1, 6)
+    ]
+    assert statuses == [401, 401, 401, 401, 429]
+    assert (await basic_status(app, "2001:db8:1:2:ffff::9", "secret")).status_code == 429
+    # Another /64 is another client.
+    assert (await basic_status(app, "2001:db8:1:3::1", "secret")).status_code == 200
+    # An IPv4 client seen through a dual-stack socket is that IPv4 address.
+    for _ in range(5):
+        await basic_status(app, "::ffff:10.0.0.1", "guess")
+    assert (await basic_status(app, "10.0.0.1", "secret")).status_code == 429
+    assert (await basic_status(app, "10.0.0.2", "secret")).status_code == 200
+
+
+async def test_failed_logins_of_all_clients_have_a_ceiling_per_minute() -> None:
+    clock = FakeClock()
+    app = stack(Site(), clock=clock)
+    # Rotating loopback sources, four guesses each (under the limit of one address): the
+    # 21st failure in the minute is refused, whoever sends it.
+    statuses = []
+    for i in range(24):
+        r = await basic_status(app, f"127.0.0.{i // 4 + 1}", "guess")
+        statuses.append(r.status_code)
+    assert statuses == [401] * 20 + [429] * 4
+    r = await basic_status(app, "10.9.9.9", "secret")
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    # The pause doubles with each attempt over the ceiling, the right password's too.
+    clock.now += 1
+    r = await basic_status(app, "10.9.9.9", "secret")
+    assert r.status_code == 429 and r.headers["retry-after"] == "2"
+    clock.now += 2
+    r = await basic_status(app, "10.9.9.9", "guess")
+    assert r.status_code == 429 and r.headers["retry-after"] == "4"
+    # A new minute: the password is checked again; a good one does not count as a failure.
+    clock.now += 60
+    assert (await basic_status(app, "10.9.9.9", "secret")).status_code == 200
+    # The refusals did not count against the addresses that sent them.
+    assert (await basic_status(app, "127.0.0.6", "secret")).status_code == 200
+    # Over the ceiling again within the hour: the pause goes on doubling.
+    for i in range(20):
+        await basic_status(app, f"127.0.1.{i // 4 + 1}", "guess")
+    r = await basic_status(app, "10.9.9.9", "guess")
+    assert r.status_code == 429 and r.headers["retry-after"] == "8"
+    # Known good and remembered, yet refused during a pause.
+    assert (await basic_status(app, "10.9.9.9", "secret")).status_code == 429
+    # An hour without a pause brings it back to one second.
+    clock.now += 3601
+    for i in range(20):
+        await basic_status(app, f"127.0.2.{i // 4 + 1}", "guess")
+    r = await basic_status(app, "10.9.9.9", "guess")
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+
+
+async def test_the_login_form_meets_the_ceiling_too() -> None:
+    app = stack(Site(), clock=FakeClock(), login_ceiling=3)
+    for i in range(3):
+        async with from_address(app, f"127.0.0.{i + 1}") as c:
+            assert (await login(c, password="guess")).status_code == 403
+    async with from_address(app, "127.0.0.9") as c:
+        r = await login(c)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert "comptoir_session" not in c.cookies
 
 
 async def test_login_form_needs_its_csrf_token_and_the_same_origin() -> None:

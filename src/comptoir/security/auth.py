@@ -1,4 +1,4 @@
-"""Password protection: login page, sessions, HTTP Basic, CSRF checks and the failed-login limit.
+"""Password protection: login page, sessions, HTTP Basic, CSRF checks and the failed-login limits.
 
 `PasswordGate` wraps each site (inside the host router, so it sees the site's own paths) when a
 password is set. For every request it decides, in this order:
@@ -83,8 +83,12 @@ class AuthSettings:
     secure: bool = False
     idle: float = 2 * 3600.0
     absolute: float = 7 * 24 * 3600.0
+    # Failed logins per client (an IPv4 address, an IPv6 /64) and window, then a block.
     login_limit: int = 5
     login_window: float = 300.0
+    # Failed logins of all clients together per window, then pauses (security/sessions.py).
+    login_ceiling: int = 20
+    login_ceiling_window: float = 60.0
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -234,7 +238,14 @@ class PasswordGate:
         self.app = app
         self.settings = settings
         self.sessions = Sessions(store, settings.idle, settings.absolute, clock)
-        self.throttle = LoginThrottle(store, settings.login_limit, settings.login_window, clock)
+        self.throttle = LoginThrottle(
+            store,
+            settings.login_limit,
+            settings.login_window,
+            clock,
+            ceiling=settings.login_ceiling,
+            ceiling_window=settings.login_ceiling_window,
+        )
         self.clock = clock
         self._mac_key = secrets.token_bytes(32)
         self._accepted: dict[bytes, float] = {}
@@ -313,9 +324,10 @@ class PasswordGate:
     async def check_password(self, client: str, password: str) -> tuple[bool, int]:
         """(accepted, seconds to wait before trying again) for one password from `client`.
 
-        Failures count per client address in the store; a password accepted recently is known
-        without scrypt, and identical attempts in flight share one check (a script's parallel
-        first requests are one attempt, not a burst of failures).
+        Failures count in the store per client (an IPv4 address, an IPv6 /64) and for all
+        clients together (`LoginThrottle`); a password accepted recently is known without
+        scrypt, and identical attempts in flight share one check (a script's parallel first
+        requests are one attempt, not a burst of failures).
         """
         mac = hmac.new(
             self._mac_key, password.encode("utf-8", "surrogateescape"), hashlib.sha256

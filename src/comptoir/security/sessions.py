@@ -11,6 +11,7 @@ seconds without a request or `absolute` seconds after the login, whichever comes
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import secrets
@@ -97,8 +98,33 @@ class Sessions:
         self.store.delete(_key(session_id))
 
 
+def client_key(address: str) -> str:
+    """The part of a client address the login limit counts by: an IPv4 address, an IPv6 /64.
+
+    One IPv6 host is usually given a whole /64 and may take any address in it, so counting per
+    IPv6 address would give it billions of fresh starts. An IPv4-mapped IPv6 address (a
+    dual-stack socket's view of an IPv4 client) counts as that IPv4 address.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
 class LoginThrottle:
-    """At most `limit` failed logins per client address per `window` seconds, then a pause.
+    """Failed logins, limited per client and for all clients together.
+
+    Per client (`client_key`: an IPv4 address, an IPv6 /64): at most `limit` failed logins per
+    `window` seconds, then that client waits `window` seconds. For all clients together: at most
+    `ceiling` failed logins per `ceiling_window` seconds (one minute) — many addresses (a botnet,
+    or 127.0.0.0/8 on loopback) must not add up to many guesses. Over the ceiling no password is
+    checked at all for a pause of one second that doubles with every attempt refused over the
+    ceiling (up to `window`), until an hour passes without one.
 
     An attempt counts as a failure from the moment it starts (`attempt`) until the password is
     known good (`succeeded`): a burst of parallel guesses cannot all slip in before the first
@@ -111,15 +137,18 @@ class LoginThrottle:
         limit: int = 5,
         window: float = 300.0,
         clock: Callable[[], float] = time.time,
+        ceiling: int = 20,
+        ceiling_window: float = 60.0,
     ) -> None:
         self.store = store
         self.limit = limit
         self.window = window
         self.clock = clock
+        self.ceiling = ceiling
+        self.ceiling_window = ceiling_window
 
-    def retry_after(self, client: str) -> int:
-        """Seconds until `client` may try again (0: it may try now)."""
-        raw = self.store.get("login-block:" + client)
+    def _until(self, key: str) -> int:
+        raw = self.store.get(key)
         if raw is None:
             return 0
         try:
@@ -128,27 +157,58 @@ class LoginThrottle:
             return 0
         return max(1, math.ceil(until - self.clock()))
 
-    def _block(self, client: str) -> int:
+    def retry_after(self, client: str) -> int:
+        """Seconds until `client` may try again (0: it may try now)."""
+        return max(self._until(_BLOCK + client_key(client)), self._until(_PAUSE))
+
+    def _block(self, key: str) -> int:
         until = self.clock() + self.window
-        self.store.set("login-block:" + client, repr(until).encode(), ttl=self.window)
-        self.store.delete("login-fail:" + client)
+        self.store.set(_BLOCK + key, repr(until).encode(), ttl=self.window)
+        self.store.delete(_FAILED + key)
         return math.ceil(self.window)
+
+    def _pause(self) -> int:
+        """Refuse every password for a while: 1 s, doubled with each attempt over the ceiling."""
+        strikes = self.store.incr(_STRIKES, ttl=_STRIKES_TTL)
+        # Counted for an hour after the last pause, not the first.
+        self.store.set(_STRIKES, str(strikes).encode(), ttl=_STRIKES_TTL)
+        delay = min(2.0 ** min(strikes - 1, 32), self.window)
+        self.store.set(_PAUSE, repr(self.clock() + delay).encode(), ttl=delay)
+        return max(1, math.ceil(delay))
 
     def attempt(self, client: str) -> int:
         """Start an attempt: 0 if `client` may check a password now, else the seconds to wait."""
         wait = self.retry_after(client)
         if wait:
             return wait
-        if self.store.incr("login-fail:" + client, ttl=self.window) > self.limit:
-            return self._block(client)
+        key = client_key(client)
+        if self.store.incr(_FAILED + key, ttl=self.window) > self.limit:
+            return self._block(key)
+        if self.store.incr(_FAILED_ALL, ttl=self.ceiling_window) > self.ceiling:
+            # Not this client's failure: it may try again once the pause is over.
+            self.store.incr(_FAILED + key, -1)
+            return self._pause()
         return 0
 
     def failed(self, client: str) -> int:
         """The attempt failed: the seconds `client` must now wait (0 if it may try again)."""
-        if self.store.get_int("login-fail:" + client) >= self.limit:
-            return self._block(client)
+        key = client_key(client)
+        if self.store.get_int(_FAILED + key) >= self.limit:
+            return self._block(key)
         return 0
 
     def succeeded(self, client: str) -> None:
-        """Forget the failures of `client` after a good password."""
-        self.store.delete("login-fail:" + client)
+        """Forget the failures of `client` after a good password (and its count in the total)."""
+        self.store.delete(_FAILED + client_key(client))
+        if self.store.get_int(_FAILED_ALL) > 0:
+            self.store.incr(_FAILED_ALL, -1, ttl=self.ceiling_window)
+
+
+_FAILED = "login-fail:"
+_BLOCK = "login-block:"
+# Every client's failures of the current minute, the pause over the ceiling, and how many
+# pauses there were in the last hour (the pause doubles with each).
+_FAILED_ALL = "login-fail-all"
+_PAUSE = "login-pause-all"
+_STRIKES = "login-pause-strikes"
+_STRIKES_TTL = 3600.0
