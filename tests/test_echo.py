@@ -31,7 +31,7 @@ from comptoir.sites.echo import EchoOptions
 from comptoir.sites.echo.digest import parse_credentials
 from comptoir.sites.echo.responses import pretty_json
 from comptoir.types import ASGIApp, Message
-from tests.conftest import make_config
+from tests.conftest import http_scope, make_config
 
 Echo = Callable[..., httpx.AsyncClient]
 
@@ -148,6 +148,29 @@ async def test_bad_bodies_are_described_or_refused_never_500(echo: Echo) -> None
     assert r.status_code in (200, 400)
     r = await c.post("/post", content=b"a=1", headers={"content-type": "multipart/form-data"})
     assert (r.status_code, r.json()["data"], r.json()["form"]) == (200, "a=1", {})
+
+
+@pytest.mark.parametrize(("method", "path"), [("POST", "/post"), ("PUT", "/anything/x")])
+async def test_a_body_the_server_cannot_read_is_400_not_500(method: str, path: str) -> None:
+    # granian reports a malformed body (bad chunk size, bare-LF framing, short of its
+    # Content-Length) as a disconnect before any answer: the client is still waiting for one.
+    app = build_app(make_config("echo", EchoOptions()))
+    headers = {"host": "testserver", "transfer-encoding": "chunked"}
+    scope = {**http_scope(path, headers), "method": method}
+    incoming: list[Message] = [{"type": "http.request", "body": b"abc", "more_body": True}]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent, "no answer: granian sends its own 500"
+    assert (sent[0]["type"], sent[0]["status"]) == ("http.response.start", 400)
+    assert (b"connection", b"close") in sent[0]["headers"]
+    assert sent[1]["body"] == b"Malformed or incomplete request body\n"
 
 
 async def test_errors_answer_json_when_asked(echo: Echo) -> None:

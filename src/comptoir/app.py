@@ -47,7 +47,8 @@ class WorkerApp:
     - the access log line of each request (accesslog.py formats it);
     - errors, in one place: a kind's unexpected exception becomes a logged 500 with a short body
       (never a traceback to the client), a client that went away (`ClientGone`, Starlette's
-      `ClientDisconnect`) ends its request quietly, an `HTTPError` nobody answered becomes its
+      `ClientDisconnect`) ends its request quietly (with a 400 if nothing was answered yet: granian
+      reports a malformed body as a disconnect), an `HTTPError` nobody answered becomes its
       short answer, and a WebSocket handshake no site answered is refused.
 
     All of it in one class, with one wrapper around `send`: each layer of its own would wrap
@@ -127,6 +128,13 @@ class WorkerApp:
         try:
             await self.app(scope, receive, tracked)
         except (ClientGone, ClientDisconnect):
+            if stype == "http" and not started:
+                # Before an answer, the server reports a body it cannot read (a bad chunk size,
+                # bare-LF chunk framing, fewer bytes than Content-Length) as a disconnect: the
+                # client may still be there, waiting. Unanswered, granian would send a 500.
+                with contextlib.suppress(Exception):
+                    message = "Malformed or incomplete request body"
+                    await _answer(scope, tracked, 400, message, {"Connection": "close"})
             return
         except HTTPError as exc:
             if not started:

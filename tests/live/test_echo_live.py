@@ -60,6 +60,27 @@ def test_http_side_answers_as_httpbin(srv: LiveServer) -> None:
     assert httpx.get(srv.url + "delay/3").status_code == 400
 
 
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"POST /post HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"zz\r\nabc\r\n0\r\n\r\n",
+        b"POST /post HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n\n3\nabc\n0\n\n",
+        b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+    ],
+    ids=["bad-chunk-size", "bare-lf-chunks", "short-body"],
+)
+def test_a_malformed_body_is_400_not_500(srv: LiveServer, request_bytes: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", _port(srv.url)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        sock.shutdown(socket.SHUT_WR)  # the short body ends here
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 "), answer[:200]
+    assert b"Malformed or incomplete request body" in answer
+
+
 def test_drip_bytes_arrive_one_by_one(srv: LiveServer) -> None:
     start = time.monotonic()
     arrivals = []
