@@ -10,6 +10,7 @@ import hashlib
 import json
 import re
 import socket
+import threading
 import time
 import urllib.parse
 import zlib
@@ -424,6 +425,29 @@ async def test_bytes_are_random_unless_seeded(echo: Echo) -> None:
     r = await c.get("/stream-bytes/1000?seed=5&chunk_size=64")
     assert r.content[:64] == s1
     assert (await c.get("/bytes/0")).content == b""
+
+
+async def test_seeded_stream_bytes_are_drawn_off_the_event_loop(
+    echo: Echo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Drawing a seeded megabyte takes about a second: on the loop, it stalls every request.
+    from comptoir.sites.echo import dynamic
+
+    drawn_on: set[int] = set()
+    draw = dynamic._random_bytes
+
+    def spy(rng: Any, n: int) -> bytes:
+        drawn_on.add(threading.get_ident())
+        return draw(rng, n)
+
+    monkeypatch.setattr(dynamic, "_random_bytes", spy)
+    c = echo()
+    r = await c.get("/stream-bytes/300000?seed=7&chunk_size=1000")
+    assert drawn_on and threading.get_ident() not in drawn_on
+    # Drawn in blocks, the bytes are still httpbin's for the seed, whatever the chunk size.
+    assert r.content == (await c.get("/bytes/300000?seed=7")).content
+    assert r.content == (await c.get("/stream-bytes/300000?seed=7&chunk_size=65537")).content
+    assert r.content == (await c.get("/stream-bytes/300000?seed=7&chunk_size=1")).content
 
 
 async def test_drip_spreads_bytes_over_its_duration(echo: Echo) -> None:

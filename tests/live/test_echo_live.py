@@ -104,6 +104,25 @@ def test_sse_events_arrive_over_time(srv: LiveServer) -> None:
     assert seen[-1][0] - seen[0][0] >= 0.3
 
 
+async def test_seeded_stream_bytes_leave_other_requests_on_the_worker_answered() -> None:
+    # Seeded bytes take about a second a megabyte to draw: drawn on the event loop, ten such
+    # streams kept /get on the same worker waiting for seconds.
+    with live_server("echo", "--workers", "1") as server:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            big = "stream-bytes/1048576?seed=3&chunk_size=1048576"
+            streams = [asyncio.create_task(client.get(big)) for _ in range(10)]
+            await asyncio.sleep(0.3)
+            waits = []
+            for _ in range(5):
+                start = time.monotonic()
+                assert (await client.get("get")).status_code == 200
+                waits.append(time.monotonic() - start)
+                await asyncio.sleep(0.1)
+            bodies = {r.content for r in await asyncio.gather(*streams)}
+    assert len(bodies) == 1 and len(bodies.pop()) == 1048576
+    assert max(waits) < 2, waits
+
+
 # --- WebSocket, with a minimal client of our own (RFC 6455) ---------------------------------
 
 

@@ -151,6 +151,10 @@ async def random_bytes(request: Request) -> Response:
 MAX_CHUNKS = 10_000
 
 
+# Seeded bytes are drawn off the event loop this many at a time (whole chunks, at least one).
+SEEDED_BLOCK = 64 * 1024
+
+
 def _chunk_size(request: Request, n: int) -> int:
     """?chunk_size= (default 10 KiB), at least 1 and large enough for MAX_CHUNKS chunks."""
     asked = max(1, query_int(request, "chunk_size", 10 * 1024))
@@ -166,10 +170,20 @@ async def stream_bytes(request: Request) -> Response:
     async def chunks() -> AsyncIterator[bytes]:
         left = n
         while left > 0:
-            size = min(chunk_size, left)
-            left -= size
-            yield _random_bytes(rng, size)
-            await asyncio.sleep(0)
+            if rng is None:
+                size = min(chunk_size, left)
+                left -= size
+                yield os.urandom(size)
+                await asyncio.sleep(0)
+                continue
+            # Seeded bytes are drawn one by one (about 1 s a megabyte): off the event loop, as
+            # for /bytes, a block of whole chunks at a time (the same draws, so the same bytes).
+            block_size = min(left, max(chunk_size, SEEDED_BLOCK) // chunk_size * chunk_size)
+            left -= block_size
+            block = await asyncio.to_thread(_random_bytes, rng, block_size)
+            for start in range(0, block_size, chunk_size):
+                yield block[start : start + chunk_size]
+                await asyncio.sleep(0)
 
     return StreamingResponse(chunks(), media_type=OCTETS)
 
