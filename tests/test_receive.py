@@ -488,6 +488,29 @@ async def test_disk_full_is_507_and_leaves_nothing(
     assert listing(tmp_path) == []
 
 
+async def test_out_of_file_descriptors_is_503_not_a_conflict(
+    client: Callable[..., httpx.AsyncClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def crowded_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+        # The process has as many files open as it may: opening the folder fails.
+        if path == "sub" and flags & os.O_DIRECTORY:
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", crowded_open)
+    async with client() as c:
+        r = await c.put(f"/{TOKEN}/sub/x.txt", content=b"x")
+        assert (r.status_code, r.headers["retry-after"]) == (503, "5")
+        assert r.text == "The server has too many files open; try again\n"
+        r = await c.post(f"/{TOKEN}/", files={"f": ("sub/y.txt", b"y")})
+        assert r.status_code == 503
+    monkeypatch.setattr(os, "open", real_open)
+    async with client() as c:
+        assert (await c.put(f"/{TOKEN}/sub/x.txt", content=b"x")).status_code == 201
+
+
 async def test_client_leaving_mid_upload_leaves_nothing(tmp_path: Path) -> None:
     app = site_app(tmp_path)
     status, _, _ = await call(
@@ -713,3 +736,65 @@ async def test_a_request_of_many_files_holds_one_descriptor_per_folder(
     assert r.status_code == 201, r.text
     assert len(r.json()["files"]) == 500
     assert len(list((tmp_path / "sub").iterdir())) == 100
+
+
+# -- what the terminal is told: the reason it stops, a summary ---------------------------------
+
+
+def _talking_site(root: Path, **options: Any) -> tuple[ReceiveSite, list[str]]:
+    """A receive site that prints on the terminal (not --quiet), and its stop requests."""
+    stops: list[str] = []
+    context = SiteContext(
+        request_shutdown=lambda: stops.append("stop"), quiet=False, store=StateStore()
+    )
+    return ReceiveSite(ReceiveOptions(root=root, token=TOKEN, **options), context), stops
+
+
+async def test_count_says_why_the_server_stops(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    site, stops = _talking_site(tmp_path, count=2)
+    async with asgi_client(site) as c:
+        await c.put(f"/{TOKEN}/a", content=b"a")
+        assert "stopping" not in capfd.readouterr().err
+        await c.put(f"/{TOKEN}/b", content=b"b")
+    assert stops == ["stop"]
+    assert capfd.readouterr().err.endswith("receive: stopping: received 2 files (--count 2)\n")
+
+
+async def test_stopping_prints_what_was_received(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # Ctrl-C (or --count) ends the workers' lifespan: each says what it received, as share does.
+    site, _ = _talking_site(tmp_path)
+    async with asgi_client(site) as c:
+        await c.put(f"/{TOKEN}/a", content=b"a" * 2048)
+        await c.post(f"/{TOKEN}/", files=[("f", ("b", b"b" * 1024)), ("f", ("c", b"c"))])
+    capfd.readouterr()
+    site.shutdown()
+    assert capfd.readouterr().err == "receive: 3 files received, 3.0 KiB in all\n"
+
+
+async def test_stopping_with_nothing_received_says_so(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    site, _ = _talking_site(tmp_path)
+    site.shutdown()
+    assert capfd.readouterr().err == "receive: 0 files received, 0 B in all\n"
+
+
+async def test_a_quiet_site_stops_without_a_word(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    stops: list[str] = []
+    options = ReceiveOptions(root=tmp_path, token=TOKEN, count=1)
+    app = build_app(make_config("receive", options), request_shutdown=lambda: stops.append("x"))
+    async with asgi_client(app) as c:
+        await c.put(f"/{TOKEN}/a", content=b"a")
+    assert stops == ["x"]
+    assert capfd.readouterr().err == ""
+
+
+def test_the_banner_says_where_files_are_saved(tmp_path: Path) -> None:
+    options = ReceiveOptions(root=tmp_path / "in" / "..", token=TOKEN)
+    assert KINDS["receive"].banner(options) == [f"saves into {tmp_path.resolve()}"]

@@ -38,6 +38,8 @@ RANDOM_TRIES = 20
 
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 # File systems without hard links (FAT, some network shares) answer os.link with one of these.
+# What opening a folder with O_DIRECTORY | O_NOFOLLOW meets when it is a file or a symlink.
+_NOT_A_FOLDER = (errno.ENOTDIR, errno.ELOOP)
 _NO_LINKS = (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS)
 _O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _O_PART = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -311,8 +313,11 @@ class Upload:
                 try:
                     # O_NOFOLLOW: a symlink in DIR must not lead an upload out of DIR.
                     child = os.open(folder, _O_DIR, dir_fd=fd)
-                except OSError:
-                    raise HTTPError(409, f"{path} exists and is not a folder") from None
+                except OSError as exc:
+                    if exc.errno in _NOT_A_FOLDER:
+                        raise HTTPError(409, f"{path} exists and is not a folder") from None
+                    # Out of descriptors (503), or anything else: not the client's conflict.
+                    raise disk_error(exc) from None
                 os.close(fd)
                 fd = child
         except BaseException:
