@@ -214,3 +214,21 @@ print(sorted(m for m in ("rich", "segno", "cryptography") if m in sys.modules))
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_receive_says_in_the_banner_where_files_are_saved(tmp_path: Path) -> None:
+    from comptoir.server import SiteURL
+    from comptoir.sites.receive import ReceiveOptions
+
+    options = ReceiveOptions(root=tmp_path, token="t0ken-for-tests_123")
+    urls = [SiteURL("receive", "http://127.0.0.1:8000/t0ken-for-tests_123/", True)]
+    out, err = io.StringIO(), io.StringIO()
+    print_banner(make_config("receive", options, quiet=False), urls, out=out, err=err)
+    lines = err.getvalue().splitlines()
+    [at] = [i for i, line in enumerate(lines) if "/t0ken-for-tests_123/" in line]
+    assert lines[at + 1] == f"    saves into {tmp_path.resolve()}"
+    # --quiet: the URL alone, for scripts.
+    out, err = io.StringIO(), io.StringIO()
+    print_banner(make_config("receive", options, quiet=True), urls, out=out, err=err)
+    assert out.getvalue() == "http://127.0.0.1:8000/t0ken-for-tests_123/\n"
+    assert err.getvalue() == ""

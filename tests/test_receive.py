@@ -579,14 +579,36 @@ async def test_count_stops_the_server_after_the_nth_file(tmp_path: Path) -> None
     async with asgi_client(app) as c:
         assert (await c.put(f"/{TOKEN}/a", content=b"a")).status_code == 201
         assert stops == []
-        # Two files would pass the count: refused whole.
+        # Three files would pass the count: refused whole, saying how many would fit.
         three = [("f", (name, name.encode())) for name in "bcd"]
-        assert (await c.post(f"/{TOKEN}/", files=three)).status_code == 410
+        r = await c.post(f"/{TOKEN}/", files=three)
+        assert r.status_code == 409
+        assert (
+            r.text
+            == "This link accepts 2 more files; this upload has 3: send at most 2 at a time\n"
+        )
         r = await c.post(f"/{TOKEN}/", files=three[:2])
         assert r.status_code == 201
         assert stops == ["stop"]
         assert (await c.put(f"/{TOKEN}/e", content=b"e")).status_code == 410
     assert listing(tmp_path) == ["a", "b", "c"]
+
+
+async def test_count_with_one_file_left_says_so(tmp_path: Path) -> None:
+    options = ReceiveOptions(root=tmp_path, token=TOKEN, count=2)
+    app = build_app(make_config("receive", options), request_shutdown=lambda: None)
+    async with asgi_client(app) as c:
+        assert (await c.put(f"/{TOKEN}/a", content=b"a")).status_code == 201
+        two = [("f", (name, name.encode())) for name in "bc"]
+        r = await c.post(f"/{TOKEN}/", files=two, headers={"accept": "application/json"})
+        assert r.status_code == 409, "one slot is left: not 'received all the files'"
+        assert r.json()["error"] == (
+            "This link accepts 1 more file; this upload has 2: send at most 1 at a time"
+        )
+        assert (await c.post(f"/{TOKEN}/", files=two[:1])).status_code == 201
+        r = await c.post(f"/{TOKEN}/", files=two[1:])
+        assert (r.status_code, r.text) == (410, "This link has received all the files it accepts\n")
+    assert listing(tmp_path) == ["a", "b"]
 
 
 # -- terminal ----------------------------------------------------------------------------------

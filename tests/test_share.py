@@ -813,3 +813,58 @@ def test_archives_leave_out_names_no_url_could_reach(tmp_path: Path) -> None:
     assert names == ["shared/", "shared/ok.txt"]
     data = b"".join(make_archive("zip", list(walk(shared_items((d,))))).chunks())
     assert zipfile.ZipFile(io.BytesIO(data)).namelist() == ["shared/", "shared/ok.txt"]
+
+
+# -- a share that ends by itself says why -----------------------------------------------------
+
+
+def _talking_share(tmp_path: Path, **options: Any) -> tuple[ShareSite, ManualClock, list[str]]:
+    """A share that prints on the terminal (not --quiet), its clock and its stop requests."""
+    (tmp_path / "a.txt").write_text("a")
+    stops: list[str] = []
+    clock = ManualClock()
+    context = SiteContext(
+        request_shutdown=lambda: stops.append("stop"), quiet=False, store=StateStore(), clock=clock
+    )
+    return ShareSite(ShareOptions(paths=(tmp_path / "a.txt",), **options), context), clock, stops
+
+
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        ({"once": True}, "every download allowed is done (--once)"),
+        ({"count": 2}, "every download allowed is done (--count 2)"),
+    ],
+)
+async def test_a_used_up_share_says_why_it_stops(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], options: dict[str, Any], reason: str
+) -> None:
+    site, _, stops = _talking_share(tmp_path, **options)
+    async with asgi_client(site) as c:
+        for _ in range(options.get("count", 1)):
+            assert (await c.get(f"/{site.token}/", headers=AS_CURL)).status_code == 200
+    assert stops == ["stop"]
+    err = capfd.readouterr().err
+    assert err.count("stopping") == 1
+    assert f"share: stopping: {reason}\n" in err
+
+
+async def test_an_expired_share_says_why_it_stops_once(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    site, clock, stops = _talking_share(tmp_path, expire=60)
+    clock.advance(61)
+    async with asgi_client(site) as c:
+        for _ in range(2):
+            assert (await c.get(f"/{site.token}/", headers=AS_CURL)).status_code == 410
+    assert stops == ["stop"]
+    assert capfd.readouterr().err == "share: stopping: the link expired (--expire)\n"
+
+
+async def test_a_quiet_share_stops_without_a_word(
+    share: Any, tree: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    s = share(tree / "report.pdf", once=True)
+    assert (await s.client.get(s.url, headers=AS_CURL)).status_code == 200
+    assert len(s.shutdowns) == 1
+    assert capfd.readouterr().err == ""

@@ -13,6 +13,7 @@ from comptoir import __version__
 from comptoir.config import Config
 from comptoir.security.tls import TLSFiles
 from comptoir.server import SiteURL
+from comptoir.sites import get_kind
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -57,8 +58,10 @@ def print_banner(
     console.print(Text(f"comptoir {__version__}", style="bold"))
     several = len({u.site for u in urls}) > 1
     defaults = {s.name or s.kind for s in config.sites if s.default}
+    # What each kind says about its site (e.g. where receive saves), under the site's URLs.
+    notes = {s.name or s.kind: get_kind(s.kind).banner(s.options) for s in config.sites}
     current = None
-    for u in urls:
+    for i, u in enumerate(urls):
         if several and u.site != current:
             tag = "  (default: any other host name)" if u.site in defaults else ""
             console.print(Text(f"  {u.site}", style="bold"), Text(tag, style="dim"), sep="")
@@ -67,6 +70,9 @@ def print_banner(
         console.print(
             Text("    " + u.url, style="cyan" if u.primary else ""), Text(mark, style="dim")
         )
+        if i + 1 == len(urls) or urls[i + 1].site != u.site:
+            for note in notes.get(u.site, []):
+                console.print(Text(f"    {note}", style="dim"))
     primary = next((u for u in urls if u.primary), urls[0] if urls else None)
     if primary is not None and not several:
         console.file.write(qr_text(primary.url))

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import comptoir_cmd, live_server
+from tests.conftest import comptoir_cmd, live_server, stop_server, wait_until_serving
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -415,3 +415,36 @@ def test_a_malformed_multipart_body_is_400_and_prints_nothing(tmp_path: Path) ->
         err = srv.proc.stderr.read().decode()
     # The answer says it; the parser's own log lines must not reach the terminal (--quiet).
     assert "boundary" not in err
+
+
+def _talking_receive(folder: Path, *args: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`comptoir receive FOLDER ARGS` without --quiet (banner, lines); it and its link."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    token = "a-token-for-this-test"
+    cmd = comptoir_cmd("receive", str(folder), "-b", "127.0.0.1", "-p", str(port), "--token", token)
+    proc = subprocess.Popen([*cmd, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    url = f"http://127.0.0.1:{port}/{token}/"
+    wait_until_serving(url)
+    return proc, url
+
+
+@pytest.mark.parametrize("ending", ["ctrl-c", "count"])
+def test_the_terminal_says_where_what_and_why_it_stops(tmp_path: Path, ending: str) -> None:
+    proc, url = _talking_receive(tmp_path, *(["--count", "2"] if ending == "count" else []))
+    try:
+        assert httpx.put(url + "one.txt", content=b"1" * 2048).status_code == 201
+        assert httpx.put(url + "two.txt", content=b"2" * 1024).status_code == 201
+        if ending == "ctrl-c":
+            proc.send_signal(signal.SIGINT)
+        assert proc.wait(20) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+    finally:
+        stop_server(proc)
+    assert f"    saves into {tmp_path.resolve()}\n" in err
+    stopping = "receive: stopping: received 2 files (--count 2)\n"
+    assert (stopping in err) == (ending == "count")
+    assert err.endswith("receive: 2 files received, 3.0 KiB in all\n"), err
+    assert "Traceback" not in err

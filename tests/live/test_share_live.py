@@ -310,6 +310,8 @@ def test_terminal_lines_and_summary(tmp_path: Path) -> None:
     assert "→ 127.0.0.1  data.bin (2.0 MiB)" in err
     assert "✓ 127.0.0.1  data.bin  downloaded 2.0 MiB" in err
     assert "share: 1 download complete, 2.0 MiB sent" in err
+    # A server that ends by itself says why.
+    assert "share: stopping: every download allowed is done (--once)\n" in err
     assert "Traceback" not in err
 
 

@@ -139,6 +139,10 @@ def _no_services(options: Any, context: ServiceContext) -> list[Service]:
     return []
 
 
+def _no_notes(options: Any) -> list[str]:
+    return []
+
+
 @dataclass(frozen=True)
 class SiteKind(Generic[OptionsT, AppT]):
     """A kind of site, as the rest of comptoir sees it.
@@ -165,6 +169,9 @@ class SiteKind(Generic[OptionsT, AppT]):
     url_suffix: Callable[[OptionsT], str] = _no_suffix
     # Non-HTTP listeners and helpers run by the main process (TCP/UDP echo...), see services.py.
     services: Callable[[OptionsT, ServiceContext], list[Service]] = _no_services
+    # Lines the banner prints under the site's URLs (e.g. the folder receive saves into); none
+    # with --quiet.
+    banner: Callable[[OptionsT], list[str]] = _no_notes
 
 
 AnyKind = SiteKind[Any, Any]

@@ -97,6 +97,13 @@ def url_suffix(options: ReceiveOptions) -> str:
     return f"/{options.token}/"
 
 
+def banner(options: ReceiveOptions) -> list[str]:
+    """The banner's line under the upload link: where what arrives is saved."""
+    from comptoir.accesslog import escape_for_log
+
+    return [f"saves into {escape_for_log(str(options.root.resolve()))}"]
+
+
 def services(options: ReceiveOptions, context: ServiceContext) -> list[Service]:
     """The main-process cleaner of temporary files that killed workers leave behind."""
     from comptoir.sites.receive.upload import PartsCleaner
@@ -138,4 +145,5 @@ KIND = SiteKind(
     shutdown=shutdown,
     url_suffix=url_suffix,
     services=services,
+    banner=banner,
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from typing import Any
 
@@ -75,6 +76,11 @@ class ReceiveSite:
         self.key = f"receive:{site_id}:"
         # Requests in progress in this worker, cleaned up if the worker stops under them.
         self.in_flight: set[Upload] = set()
+        # What this worker received, for the summary it prints when it stops (as share's).
+        self.label = f"receive (worker {os.getpid()}): " if context.workers > 1 else "receive: "
+        self.files_received = 0
+        self.bytes_received = 0
+        self.incomplete = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request."""
@@ -141,6 +147,7 @@ class ReceiveSite:
                 raise
         except ClientGone:
             upload.abort()
+            self.incomplete += 1
             # Nobody reads this answer; it gives the access log a status that says what happened.
             with contextlib.suppress(Exception):
                 await send_error(scope, send, 400, "Upload incomplete")
@@ -163,7 +170,10 @@ class ReceiveSite:
         self._record(scope, saved)
         await self._send_saved(scope, send, saved)
         if counted is not None and self.options.count is not None and counted >= self.options.count:
-            # The Nth file is in and its sender has the answer: the link's work is done.
+            # The Nth file is in and its sender has the answer: the link's work is done. A server
+            # that ends by itself says why (exactly one request reaches the count).
+            n = self.options.count
+            self._say(f"stopping: received {n} file{'s' if n > 1 else ''} (--count {n})")
             self.request_shutdown()
 
     def _refuse_early_put(self, quota: Quota, length: int | None) -> None:
@@ -195,7 +205,15 @@ class ReceiveSite:
             return None
         total = self.store.incr_below(self.key + "count", self.options.count, files)
         if total is None:
-            raise HTTPError(410, "This link has received all the files it accepts")
+            left = max(0, self.options.count - self.store.get_int(self.key + "count"))
+            if not left:
+                raise HTTPError(410, "This link has received all the files it accepts")
+            # Some room is left, not enough for all: the sender learns how much, to send less.
+            raise HTTPError(
+                409,
+                f"This link accepts {left} more file{'s' if left > 1 else ''}; this upload has"
+                f" {files}: send at most {left} at a time",
+            )
         return total
 
     def _record(self, scope: Scope, saved: list[Saved]) -> None:
@@ -203,6 +221,8 @@ class ReceiveSite:
         client = client_label(scope)
         now = time.time()
         for f in saved:
+            self.files_received += 1
+            self.bytes_received += f.size
             seq = self.store.incr(self.key + "seq")
             entry = {"name": f.name, "size": f.size, "time": now}
             self.store.set(f"{self.key}file:{seq:012d}", json.dumps(entry).encode())
@@ -260,9 +280,22 @@ class ReceiveSite:
         return ", ".join(parts)
 
     def shutdown(self) -> None:
-        """Lifespan shutdown: remove the temporary files of uploads still in progress."""
+        """Lifespan shutdown: remove the temporary files of uploads still in progress, print
+        what this worker received (on Ctrl-C as when --count ends the server)."""
         for upload in list(self.in_flight):
             upload.abort()
+            self.incomplete += 1
+        n = self.files_received
+        incomplete = f", {self.incomplete} incomplete" if self.incomplete else ""
+        self._say(
+            f"{n} file{'' if n == 1 else 's'} received, {human_size(self.bytes_received)} in all"
+            f"{incomplete}"
+        )
+
+    def _say(self, text: str) -> None:
+        """One line about the site as a whole on the terminal, unless quiet."""
+        if not self.quiet:
+            terminal.write_line(self.label + text)
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -86,7 +86,9 @@ class ShareSite:
             context.store, share_id, options.limit, options.expire, context.clock.time
         )
         self.board = make_board(quiet=context.quiet, workers=context.workers)
-        stop = _nothing if options.keep else context.request_shutdown
+        self._request_shutdown = context.request_shutdown
+        self._stopping_key = f"share:{share_id}:stopping"
+        stop = _nothing if options.keep else self._stop
         self.downloads = Downloads(self.slots, self.board, share_id, self._file_units, stop)
         self.pages = SharePages(
             options,
@@ -122,6 +124,19 @@ class ShareSite:
         if self._timer is not None:
             self._timer.cancel()
         self.board.close()
+
+    def _stop(self) -> None:
+        """The share is over: say why on the terminal (once, whichever worker), then stop."""
+        # A server that ends by itself says why, or its user is left guessing whether it crashed.
+        if self.slots.store.incr(self._stopping_key) == 1:
+            self.board.note(f"stopping: {self._stop_reason()}")
+        self._request_shutdown()
+
+    def _stop_reason(self) -> str:
+        if self.slots.expired():
+            return "the link expired (--expire)"
+        flag = "--once" if self.options.once else f"--count {self.options.count}"
+        return f"every download allowed is done ({flag})"
 
     # -- routing -------------------------------------------------------------------------------
 

@@ -136,6 +136,12 @@ class TransferBoard:
         what = "downloaded" if counted else "sent"
         return f"✓ {t.label}  {what} {human_size(t.sent)} in {took:.1f} s ({rate})"
 
+    def note(self, text: str) -> None:
+        """One line about the share as a whole (e.g. why it stops), after the label; none when
+        quiet."""
+        if self.console is not None:
+            self._line(f"{self.label}{text}")
+
     def close(self) -> None:
         """Stop drawing and print what this worker sent."""
         if self.progress is not None and self._live:
