@@ -75,8 +75,9 @@ def _body(r: httpx.Response) -> bytes:
 
 
 def _lines(lines: list[str]) -> list[str]:
-    # The last field is the request's duration: all else must be the same.
-    return [line.rsplit(" ", 1)[0] for line in lines]
+    # The first two fields are the time of day (the second may turn between the two apps' lines)
+    # and the last is the request's duration: all else must be the same.
+    return [line.split(" ", 2)[2].rsplit(" ", 1)[0] for line in lines]
 
 
 def _config(*sites: SiteConfig, **server: Any) -> Config:
