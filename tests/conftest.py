@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import selectors
@@ -20,7 +21,7 @@ import pytest
 
 from comptoir.app import build_app
 from comptoir.config import Config, ServerOptions, SiteConfig
-from comptoir.types import ASGIApp
+from comptoir.types import ASGIApp, Message
 
 
 def make_config(kind: str, options: Any, **server: Any) -> Config:
@@ -46,6 +47,38 @@ def http_scope(path: str, headers: dict[str, str], *, pathsend: bool = False) ->
         "server": ("127.0.0.1", 8000),
         "extensions": {"http.response.pathsend": {}} if pathsend else {},
     }
+
+
+async def leaving_client(
+    app: ASGIApp, scope: dict[str, Any], leaves: Callable[[Message, bytes], bool]
+) -> tuple[Message, bytes]:
+    """GET through `app` as a client that hangs up as soon as `leaves(start, body so far)` says
+    so (a disconnect from `receive()`, before any later message); (the start message, the body).
+    """
+    gone = asyncio.Event()
+    asked = False
+    start: Message = {}
+    body = bytearray()
+
+    async def receive() -> Message:
+        nonlocal asked
+        if not asked:
+            asked = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        nonlocal start
+        if message["type"] == "http.response.start":
+            start = message
+        elif message["type"] == "http.response.body" and message.get("body"):
+            body.extend(message["body"])
+            if leaves(start, bytes(body)):
+                gone.set()
+
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    return start, bytes(body)
 
 
 def asgi_client(app: ASGIApp, base_url: str = "http://testserver") -> httpx.AsyncClient:

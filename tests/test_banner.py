@@ -16,7 +16,7 @@ from comptoir.config import Config, ServerOptions
 from comptoir.demo import SITES, demo_config
 from comptoir.netinfo import Address
 from comptoir.security.tls import prepare_tls
-from comptoir.server import Server, listen_urls
+from comptoir.server import Server, SiteURL, listen_urls
 from comptoir.sites.static import StaticOptions
 from comptoir.sitesfile import load_sites_file
 from tests.conftest import make_config
@@ -112,18 +112,22 @@ def test_ipv6_wildcard_also_shows_ipv6_loopback(lan: list[Address]) -> None:
     ]
 
 
+def urls_and_port(config: Config) -> tuple[list[SiteURL], int]:
+    """The URLs the banner would show for `config`, and the port bound for them (then closed)."""
+    server = Server(config)
+    try:
+        return server.urls(), server.bind().getsockname()[1]
+    finally:
+        server.bind().close()
+
+
 # --- sites.toml: one group per site -----------------------------------------------------------
 
 
 def test_banner_groups_urls_by_site_and_quiet_prints_one_per_host_name() -> None:
     config = load_sites_file(EXAMPLES / "sites.toml")
     config = dataclasses.replace(config, server=ServerOptions(host="127.0.0.1", port=0))
-    server = Server(config)
-    try:
-        urls = server.urls()
-        port = server.bind().getsockname()[1]
-    finally:
-        server.bind().close()
+    urls, port = urls_and_port(config)
     err = io.StringIO()
     print_banner(config, urls, err=err)
     banner = [line.rstrip() for line in err.getvalue().splitlines()]
@@ -148,12 +152,7 @@ def test_banner_groups_urls_by_site_and_quiet_prints_one_per_host_name() -> None
 
 def test_banner_shows_a_named_default_site_at_the_machine_addresses_too(tmp_path: Path) -> None:
     config = demo_config(ServerOptions(host="127.0.0.1", port=0), tmp_path)
-    server = Server(config)
-    try:
-        urls = server.urls()
-        port = server.bind().getsockname()[1]
-    finally:
-        server.bind().close()
+    urls, port = urls_and_port(config)
     err = io.StringIO()
     print_banner(config, urls, err=err)
     assert [line.rstrip() for line in err.getvalue().splitlines()][1:5] == [

@@ -31,8 +31,8 @@ from comptoir.sites.share.archive import make_archive, tar_size
 from comptoir.sites.share.items import shared_items, walk
 from comptoir.sites.share.progress import TransferBoard
 from comptoir.state import StateStore
-from comptoir.types import ASGIApp, Message
-from tests.conftest import asgi_client, http_scope, make_config
+from comptoir.types import ASGIApp
+from tests.conftest import asgi_client, http_scope, leaving_client, make_config
 
 AS_HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
 AS_CURL = {"accept": "*/*"}
@@ -561,31 +561,9 @@ async def test_keep_stays_up(share: Any, tree: Path) -> None:
 
 async def cut_download(app: ASGIApp, path: str, after: int, **headers: str) -> tuple[int, int]:
     """GET `path`, the client leaving after `after` body bytes; (status, bytes received)."""
-    gone = asyncio.Event()
-    asked = False
-    status = 0
-    got = 0
-
-    async def receive() -> Message:
-        nonlocal asked
-        if not asked:
-            asked = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
-
-    async def send(message: Message) -> None:
-        nonlocal status, got
-        if message["type"] == "http.response.start":
-            status = message["status"]
-        elif message["type"] == "http.response.body":
-            got += len(message.get("body", b""))
-            if got >= after:
-                gone.set()
-
     scope = http_scope(path, headers, pathsend=True)
-    await asyncio.wait_for(app(scope, receive, send), 10)
-    return status, got
+    start, body = await leaving_client(app, scope, lambda start, body: len(body) >= after)
+    return start["status"], len(body)
 
 
 @pytest.mark.parametrize("target", ["f/big.bin", "archive.zip"])

@@ -22,9 +22,10 @@ import pytest
 from comptoir.sites import SiteContext
 from comptoir.sites.share import ShareOptions
 from comptoir.sites.share.app import ShareSite
+from comptoir.sites.toolkit import header
 from comptoir.state import StateStore
 from comptoir.types import Message
-from tests.conftest import asgi_client, http_scope
+from tests.conftest import asgi_client, http_scope, leaving_client
 
 
 @dataclass(frozen=True)
@@ -203,35 +204,14 @@ async def _get_and_hang_up(
     site: ShareSite, path: str, gzipped: bool, headers: dict[str, str]
 ) -> tuple[int, bytes]:
     """GET `path`; the client leaves the moment it holds the whole body. (status, body)."""
-    gone = asyncio.Event()
-    asked = False
-    status = 0
-    length: int | None = None
-    body = bytearray()
 
-    async def receive() -> Message:
-        nonlocal asked
-        if not asked:
-            asked = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await gone.wait()
-        return {"type": "http.disconnect"}
+    def has_everything(start: Message, body: bytes) -> bool:
+        length = header(start["headers"], b"content-length")
+        # Reset at once, before any closing message.
+        return _has_everything(body, None if length is None else int(length), gzipped)
 
-    async def send(message: Message) -> None:
-        nonlocal status, length
-        if message["type"] == "http.response.start":
-            status = message["status"]
-            for k, v in message["headers"]:
-                if k == b"content-length":
-                    length = int(v)
-        elif message["type"] == "http.response.body" and message.get("body"):
-            body.extend(message["body"])
-            if _has_everything(bytes(body), length, gzipped):
-                gone.set()  # reset at once, before any closing message
-
-    scope = http_scope(path, headers)
-    await asyncio.wait_for(site(scope, receive, send), 10)
-    return status, bytes(body)
+    start, body = await leaving_client(site, http_scope(path, headers), has_everything)
+    return start["status"], body
 
 
 HANG_UP = [

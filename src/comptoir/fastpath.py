@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from comptoir.http.files import FILE_REQUEST_HEADERS
+from comptoir.http.files import FILE_REQUEST_HEADERS, request_headers
 from comptoir.http.plan import Plan, Representation, plan
 from comptoir.http.reuse import Reusable
 from comptoir.types import Scope, Send
@@ -80,20 +80,9 @@ class FastPath:
         method = scope["method"]
         if method != "GET" and method != "HEAD":
             return None
-        host = None
-        conditional = False
-        for name, value in scope["headers"]:
-            if name == b"host":
-                if host is not None:
-                    return None  # two Host headers: the full stack refuses them
-                host = value
-            elif name in _CONDITIONAL:
-                conditional = True
-        raw = scope.get("raw_path")
-        if not host or raw is None:
-            # No Host (HTTP/1.0, or a 400 on HTTP/1.1): decided by the full stack.
+        key, conditional = _request_key(scope)
+        if key is None:
             return None
-        key = (host, raw, scope.get("query_string", b""))
         entry = self.entries.get(key)
         if entry is None:
             return None
@@ -104,11 +93,7 @@ class FastPath:
 
     def plan_for(self, scope: Scope, entry: Entry) -> Plan | None:
         """The plan for a conditional request, if the fast path sends that kind of answer."""
-        headers: dict[str, str] = {}
-        for name, value in scope["headers"]:
-            if name in _CONDITIONAL:
-                headers[name.decode("latin-1")] = value.decode("latin-1")
-        decided = plan(scope["method"], headers, entry.rep)
+        decided = plan(scope["method"], request_headers(scope), entry.rep)
         if decided.status in (200, 304) or (decided.status == 206 and len(decided.ranges) == 1):
             return decided
         return None  # several ranges, 412, 416: the full stack frames those
@@ -144,23 +129,13 @@ class FastPath:
         log_target: str | None = None,
     ) -> None:
         """Keep the whole answer the full stack just sent to a plain GET, as offered."""
-        host = None
-        for name, value in scope["headers"]:
-            if name == b"host":
-                if host is not None:
-                    return
-                host = value
-            elif name in _CONDITIONAL:
-                return  # not the plain answer
-        raw = scope.get("raw_path")
-        if not host or raw is None or len(body) != offer.rep.size:
-            return
-        query = scope.get("query_string", b"")
-        if len(host) + len(raw) + len(query) > MAX_KEY:
+        key, conditional = _request_key(scope)
+        if key is None or conditional or len(body) != offer.rep.size:
+            return  # not the plain answer, or not one the fast path could find again
+        if sum(len(part) for part in key) > MAX_KEY:
             # A client can send a huge Host or query (granian takes hundreds of KB): kept, each
             # such spelling would hold that much memory for nothing anyone else asks for.
             return
-        key = (host, raw, query)
         self._drop(key)
         entry = Entry(tuple(headers), body, offer.rep, offer.until, log_target)
         size = _held(key, entry)
@@ -182,6 +157,27 @@ class FastPath:
         old = self.entries.pop(key, None)
         if old is not None:
             self._bytes -= _held(key, old)
+
+
+def _request_key(scope: Scope) -> tuple[Key | None, bool]:
+    """(Host, raw path, query) of a request, and whether it carries preconditions or a Range.
+
+    The key is None where the full stack must decide: no Host (HTTP/1.0, or a 400 on HTTP/1.1),
+    two of them (a 400), no raw path.
+    """
+    host = None
+    conditional = False
+    for name, value in scope["headers"]:
+        if name == b"host":
+            if host is not None:
+                return None, conditional
+            host = value
+        elif name in _CONDITIONAL:
+            conditional = True
+    raw = scope.get("raw_path")
+    if not host or raw is None:
+        return None, conditional
+    return (host, raw, scope.get("query_string", b"")), conditional
 
 
 def _held(key: Key, entry: Entry) -> int:
