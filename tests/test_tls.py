@@ -595,6 +595,74 @@ def test_install_and_uninstall_in_temporary_stores(ca: LocalCA, tmp_path: Path) 
     assert [o.message for o in again] == ["not installed", "not installed"]
 
 
+def debian_store(tmp_path: Path, shipped: list[bytes]) -> tuple[truststore.SystemStore, Path]:
+    """Debian's real update-ca-certificates, every folder of it moved under `tmp_path`.
+
+    `shipped` stands for the roots the system comes with (two at least: OpenSSL's rehash would
+    link a bundle of one). Returns the store and its folder of links (/etc/ssl/certs).
+    """
+    need_tool("update-ca-certificates")
+    need_tool("openssl")
+    conf, shared, local, links = (
+        tmp_path / "ca-certificates.conf",
+        tmp_path / "share",
+        tmp_path / "local",
+        tmp_path / "etc-ssl-certs",
+    )
+    for folder in (shared, local, links):
+        folder.mkdir()
+    for i, root in enumerate(shipped):
+        (shared / f"shipped-{i}.crt").write_bytes(root)
+    conf.write_text("".join(f"shipped-{i}.crt\n" for i in range(len(shipped))))
+    refresh = (
+        "update-ca-certificates",
+        *("--certsconf", str(conf), "--certsdir", str(shared)),
+        *("--localcertsdir", str(local), "--etccertsdir", str(links)),
+        # No hooks: this machine's (Java's keystore) must not hear of a test's CA.
+        *("--hooksdir", str(tmp_path / "no-hooks")),
+    )
+    subprocess.run(refresh, capture_output=True, check=True)
+    return truststore.SystemStore(local / "comptoir.crt", refresh), links
+
+
+def test_uninstall_leaves_no_dangling_link_in_debians_store(ca: LocalCA, tmp_path: Path) -> None:
+    shipped = [
+        make_user_cert(tmp_path, new_key("ec"))[2].public_bytes(serialization.Encoding.PEM)
+        for _ in range(2)
+    ]
+    store, links = debian_store(tmp_path, shipped)
+
+    def linked() -> dict[str, Path]:
+        return {p.name: p.resolve() for p in links.iterdir() if p.is_symlink()}
+
+    before = linked()
+    [installed] = truststore.install(ca, store, [])
+    assert installed.ok, installed
+    # What install made there: comptoir.pem -> the anchor, and OpenSSL's <hash>.0 -> comptoir.pem.
+    made = {name: target for name, target in linked().items() if name not in before}
+    assert made["comptoir.pem"] == store.anchor
+    assert any(name.endswith(".0") for name in made)
+    assert set(made.values()) == {store.anchor}
+    assert ca.cert_pem() in (links / "ca-certificates.crt").read_bytes()
+
+    [removed] = truststore.uninstall(ca, store, [])
+    assert (removed.ok, removed.message) == (True, "removed")
+    assert not store.anchor.exists()
+    # Every link install made is gone (none left dangling); the system's own roots stay.
+    assert linked() == before
+    assert all(p.exists() for p in links.iterdir())
+    bundle = (links / "ca-certificates.crt").read_bytes()
+    assert ca.cert_pem() not in bundle and all(root in bundle for root in shipped)
+
+
+def test_only_debians_refresh_is_told_of_a_removal() -> None:
+    debian = truststore.SystemStore(Path("/a/comptoir.crt"), ("/usr/sbin/update-ca-certificates",))
+    assert debian.refresh_after_removal == ("/usr/sbin/update-ca-certificates", "--fresh")
+    fedora = truststore.SystemStore(Path("/a/comptoir.crt"), ("update-ca-trust", "extract"))
+    assert fedora.refresh_after_removal == ("update-ca-trust", "extract")
+    assert truststore.SystemStore(Path("/a/comptoir.crt"), ()).refresh_after_removal == ()
+
+
 def test_install_says_plainly_what_failed(ca: LocalCA, tmp_path: Path) -> None:
     store = truststore.SystemStore(tmp_path / "anchors" / "comptoir.crt", ("false",))
     [outcome] = truststore.install(ca, store, [])

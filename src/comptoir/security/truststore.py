@@ -3,8 +3,9 @@
 `comptoir ca install` writes the root where the operating system looks for extra roots and runs its
 refresh command, then adds it to every NSS database found (Chromium on Linux reads
 ~/.pki/nssdb, Firefox its profile). Each step reports what it did or, plainly, what it could not
-do; nothing is all-or-nothing. Every location can be redirected by environment variables, which is
-how the tests work on temporary folders instead of the machine's real stores.
+do; nothing is all-or-nothing. `comptoir ca uninstall` removes what install made, the links the
+refresh command made to the root included. Every location can be redirected by environment
+variables, which is how the tests work on temporary folders instead of the machine's real stores.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class SystemStore:
 
     anchor: Path
     refresh: tuple[str, ...]
+
+    @property
+    def refresh_after_removal(self) -> tuple[str, ...]:
+        """The refresh command once the anchor is gone: Debian's must be asked to forget it."""
+        # Debian's update-ca-certificates links each anchor into /etc/ssl/certs (name.pem, and
+        # OpenSSL's <hash>.0 to that) and, without --fresh, only looks for files to add: the
+        # links to a removed file would stay behind, dangling. --fresh rebuilds the links from
+        # the files there are. (Alpine's update-ca-certificates, a C program of its own, ignores
+        # its arguments and drops such links by itself.)
+        debian = bool(self.refresh) and Path(self.refresh[0]).name == "update-ca-certificates"
+        if debian and "--fresh" not in self.refresh:
+            return (*self.refresh, "--fresh")
+        return self.refresh
 
 
 def system_store(env: Mapping[str, str] | None = None) -> SystemStore | None:
@@ -121,18 +135,20 @@ def _install_system(ca: LocalCA, store: SystemStore, run: Runner) -> Outcome:
             return Outcome(where, False, f"could not copy the CA: {_last_line(copy)}")
     except OSError as exc:
         return Outcome(where, False, f"could not write the CA: {exc.strerror or exc}")
-    return _refresh(where, store, prefix, run, "added")
+    return _refresh(where, store.refresh, prefix, run, "added")
 
 
-def _refresh(where: str, store: SystemStore, prefix: list[str], run: Runner, done: str) -> Outcome:
-    if not store.refresh:
+def _refresh(
+    where: str, refresh: tuple[str, ...], prefix: list[str], run: Runner, done: str
+) -> Outcome:
+    if not refresh:
         return Outcome(where, True, done)
-    if not shutil.which(store.refresh[0]):
-        return Outcome(where, False, f"{done}, but `{store.refresh[0]}` was not found to apply it")
-    result = run([*prefix, *store.refresh])
+    if not shutil.which(refresh[0]):
+        return Outcome(where, False, f"{done}, but `{refresh[0]}` was not found to apply it")
+    result = run([*prefix, *refresh])
     if result.returncode != 0:
         return Outcome(
-            where, False, f"{done}, but `{shlex.join(store.refresh)}` failed: {_last_line(result)}"
+            where, False, f"{done}, but `{shlex.join(refresh)}` failed: {_last_line(result)}"
         )
     return Outcome(where, True, done)
 
@@ -154,7 +170,7 @@ def _uninstall_system(store: SystemStore, run: Runner) -> Outcome:
             return Outcome(where, False, f"could not remove the CA: {_last_line(rm)}")
     except OSError as exc:
         return Outcome(where, False, f"could not remove the CA: {exc.strerror or exc}")
-    return _refresh(where, store, prefix, run, "removed")
+    return _refresh(where, store.refresh_after_removal, prefix, run, "removed")
 
 
 def _last_line(result: subprocess.CompletedProcess[str]) -> str:
