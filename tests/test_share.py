@@ -194,12 +194,18 @@ async def test_wrong_token_is_any_unknown_path(share: Any, tree: Path) -> None:
     s = share(tree / "report.pdf")
     token = s.url.strip("/")
     wrong = await s.client.get("/" + token[:-1] + "x/", headers=AS_HTML)
-    unknown = await s.client.get(s.url + "nothing-here", headers=AS_HTML)
-    for r in (wrong, unknown):
+    unknown = await s.client.get("/nothing-here/", headers=AS_HTML)
+    inside = await s.client.get(s.url + "nothing-here", headers=AS_HTML)
+    for r in (wrong, unknown, inside):
         assert r.status_code == 404
         assert r.headers["referrer-policy"] == "no-referrer"
         assert r.headers["x-robots-tag"] == "noindex"
-    assert wrong.content == unknown.content
+    # The same page but for the path it shows; only someone who has the link (the right token)
+    # is led back to it.
+    assert wrong.text.replace(token[:-1] + "x", "nothing-here") == unknown.text
+    assert s.url not in wrong.text and f'href="{s.url}"' in inside.text
+    for path in ("/" + token[:-1] + "x/", s.url + "nothing-here"):
+        assert (await s.client.get(path, headers=AS_CURL)).text == "Not found\n"
     assert (await s.client.post("/" + token[:-1] + "x/")).status_code == 404
     assert (await s.client.get("/")).status_code == 404
 

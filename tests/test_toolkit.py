@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from comptoir.app import build_app
+from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.errors import HTTPError
 from comptoir.http.client import client_label
+from comptoir.sites.receive import ReceiveOptions
+from comptoir.sites.share import ShareOptions
+from comptoir.sites.static import StaticOptions
 from comptoir.sites.toolkit import (
     header,
     not_allowed,
@@ -95,3 +103,102 @@ async def test_options_errors_and_wrong_tokens(client: httpx.AsyncClient) -> Non
     for path in ("/wrong-token-of-some-length/", "/", f"/{TOKEN}x/"):
         r = await client.get(path)
         assert (r.status_code, r.text) == (404, "Not found\n") and has_link_headers(r)
+
+
+# --- the 404 page (issue 10, item 20) ---------------------------------------------------------
+
+AS_HTML = {"accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+HOSTILE = "/%3Cscript%3Ealert(1)%3C%2Fscript%3E%20%E2%80%AEtxt.exe"
+
+
+def _one_site(kind: str, options: Any, mount: str) -> httpx.AsyncClient:
+    site = SiteConfig(kind, options, name=kind, path=mount or "/")
+    return asgi_client(build_app(Config(ServerOptions(quiet=True), (site,))))
+
+
+def _options(kind: str, folder: Path) -> Any:
+    (folder / "a.txt").write_text("a")
+    if kind == "static":
+        return StaticOptions(root=folder, listing=False)
+    if kind == "share":
+        return ShareOptions(paths=(folder / "a.txt",), token=TOKEN)
+    return ReceiveOptions(root=folder, token=TOKEN)
+
+
+def _stylesheet(page: str) -> list[str]:
+    return re.findall(r'<link rel="stylesheet" href="([^"]*)"', page)
+
+
+def _links(page: str) -> list[str]:
+    return re.findall(r'<a href="([^"]*)"', page)
+
+
+@pytest.mark.parametrize("mount", ["", "/mnt"])
+@pytest.mark.parametrize("kind", ["static", "share", "receive"])
+async def test_a_browser_gets_a_404_page_with_a_way_back(
+    kind: str, mount: str, tmp_path: Path
+) -> None:
+    # The site's front page: the folder's root, or the page of the link (its token known).
+    home = f"{mount}/" if kind == "static" else f"{mount}/{TOKEN}/"
+    missing = [f"{mount}/nope.txt", f"{mount}/sub/"] if kind == "static" else []
+    missing.append(f"{home}f/nope.txt" if kind == "share" else f"{home}nope.txt")
+    async with _one_site(kind, _options(kind, tmp_path), mount) as c:
+        for path in missing:
+            r = await c.get(path, headers=AS_HTML)
+            assert r.status_code == 404, path
+            assert r.headers["content-type"] == "text/html; charset=utf-8"
+            assert r.headers["cache-control"] == "no-store"
+            # A page of comptoir's: its stylesheet, its theme switch, its strict CSP.
+            assert _stylesheet(r.text) == [f"{mount}/.comptoir/comptoir.css"]
+            assert "content-security-policy" in r.headers
+            assert "<title>Not found</title>" in r.text
+            assert home in _links(r.text), r.text
+            assert "<script" not in r.text
+            head = await c.head(path, headers=AS_HTML)
+            assert (head.status_code, head.content) == (404, b"")
+            assert head.headers["content-length"] == r.headers["content-length"]
+            # Scripts and curl keep the short answers.
+            r = await c.get(path, headers={"accept": "application/json"})
+            assert r.status_code == 404
+            assert r.json() == {"error": "Not found", "status": 404}
+            r = await c.get(path)
+            assert (r.status_code, r.text) == (404, "Not found\n")
+            assert r.headers["content-type"] == "text/plain; charset=utf-8"
+
+
+@pytest.mark.parametrize("kind", ["static", "share", "receive"])
+async def test_the_404_page_shows_the_path_escaped(kind: str, tmp_path: Path) -> None:
+    base = "" if kind == "static" else f"/{TOKEN}"
+    async with _one_site(kind, _options(kind, tmp_path), "/mnt") as c:
+        r = await c.get(f"/mnt{base}{HOSTILE}", headers=AS_HTML)
+    assert r.status_code == 404
+    assert "<script>" not in r.text and "</script>" not in r.text
+    # Decoded for reading, escaped, a bidi override shown as a code point rather than obeyed.
+    shown = f"/mnt{base}/&lt;script&gt;alert(1)&lt;/script&gt; [U+202E]txt.exe"
+    assert f'<code class="path">{shown}</code>' in r.text
+
+
+@pytest.mark.parametrize("kind", ["share", "receive"])
+async def test_a_wrong_token_gets_a_404_page_without_the_link(kind: str, tmp_path: Path) -> None:
+    async with _one_site(kind, _options(kind, tmp_path), "") as c:
+        wrong = await c.get(f"/{TOKEN[:-1]}x/", headers=AS_HTML)
+        root = await c.get("/", headers=AS_HTML)
+        text = await c.get(f"/{TOKEN[:-1]}x/")
+    for r in (wrong, root):
+        assert r.status_code == 404
+        assert _stylesheet(r.text) == ["/.comptoir/comptoir.css"]
+        assert has_link_headers(r)
+        # Nothing leads into the link: its token is not known to be right.
+        assert TOKEN not in r.text
+        assert [u for u in _links(r.text) if "theme?" not in u] == [
+            "https://pypi.org/project/comptoir/"
+        ]
+        assert "ask them for a new one" in r.text
+    assert (text.status_code, text.text) == (404, "Not found\n")
+
+
+async def test_a_static_sites_own_404_html_still_wins(tmp_path: Path) -> None:
+    (tmp_path / "404.html").write_text("<h1>lost</h1>")
+    async with _one_site("static", StaticOptions(root=tmp_path), "") as c:
+        r = await c.get("/nope", headers=AS_HTML)
+    assert (r.status_code, r.text) == (404, "<h1>lost</h1>")

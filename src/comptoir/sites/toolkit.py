@@ -1,5 +1,6 @@
 """What a site that speaks ASGI directly is made of: redirects, OPTIONS, empty answers, header
-lookup, the client leaving, and the frame of a capability link.
+lookup, the client leaving, error answers (a 404 page for browsers), and the frame of a
+capability link.
 
 `static`, `share` and `receive` answer ASGI themselves (no Starlette: a file answer must not pay
 for a Request object). They once carried their own copies of these pieces, which had drifted: a
@@ -13,14 +14,16 @@ The plain HTTP pieces that `http/` itself needs stay there and are offered from 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable, Iterable
 
 from comptoir.errors import ClientGone, HTTPError
 from comptoir.http.errors import send_error
-from comptoir.http.paths import location_value
-from comptoir.http.responses import send_empty
+from comptoir.http.paths import display_name, location_value, unquote_bytes
+from comptoir.http.responses import send_empty, send_uncached
 from comptoir.security.capability import send_with_link_headers, split_token
 from comptoir.types import Receive, Scope, Send
+from comptoir.web import render
 
 __all__ = [
     "ClientGone",
@@ -84,14 +87,53 @@ def not_allowed(allow: str) -> HTTPError:
     return HTTPError(405, "Method not allowed", {"Allow": allow})
 
 
-async def send_http_error(scope: Scope, send: Send, exc: HTTPError) -> None:
-    """The short text or JSON answer of an HTTPError (http/errors.py)."""
-    await send_error(scope, send, exc.status, exc.message, exc.headers)
+async def send_http_error(
+    scope: Scope, send: Send, exc: HTTPError, home: str | None = None
+) -> None:
+    """The answer of an HTTPError: short text or JSON (http/errors.py), but a page for a browser
+    meeting a 404, in the style of the site's other pages, with a link back to `home` (the
+    site's front page) when there is one to offer."""
+    if exc.status == 404 and wants_html(scope):
+        await _send_not_found_page(scope, send, home, exc.headers)
+    else:
+        await send_error(scope, send, exc.status, exc.message, exc.headers)
+
+
+async def _send_not_found_page(
+    scope: Scope, send: Send, home: str | None, headers: dict[str, str] | None = None
+) -> None:
+    """404 as a page: the path asked for, and a link to `home` (else a word on bad links)."""
+    body = render(
+        "not_found.html",
+        prefix=scope.get("root_path", ""),
+        path=_requested_path(scope),
+        home=home,
+    ).encode()
+    extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()]
+    head = scope["method"] == "HEAD"
+    await send_uncached(send, 404, body, b"text/html; charset=utf-8", head=head, headers=extra)
+
+
+def _requested_path(scope: Scope) -> str:
+    """The path the client asked for, mount prefix included, decoded for a person to read."""
+    raw = scope.get("raw_path")
+    if raw is None:
+        path = scope["path"]
+    else:
+        # Malformed escapes (`%zz`) are shown as they were sent.
+        try:
+            path = os.fsdecode(unquote_bytes(raw))
+        except HTTPError:
+            path = raw.decode("latin-1")
+    # Bad bytes as U+FFFD, bidi controls as `[U+202E]`: the text reads as what was asked.
+    return display_name(str(scope.get("root_path", "")) + path)
 
 
 # A site's routes under its link: (scope, receive, send, the path after `/<token>`).
 LinkRoute = Callable[[Scope, Receive, Send, str], Awaitable[None]]
-ErrorAnswer = Callable[[Scope, Send, HTTPError], Awaitable[None]]
+# How a site answers an HTTPError under its link; the last argument is where a 404 page may
+# lead back to (None while the token is not known to be right).
+ErrorAnswer = Callable[[Scope, Send, HTTPError, str | None], Awaitable[None]]
 
 
 async def serve_link(
@@ -101,22 +143,27 @@ async def serve_link(
     token: str,
     route: LinkRoute,
     *,
+    home: str | None = None,
     errors: ErrorAnswer = send_http_error,
 ) -> None:
     """Answer one request under a capability link `/<token>/…`.
 
     A wrong token is the same 404 as any unknown path; every answer, errors included, carries
     the link headers (no Referer, no indexing); an HTTPError raised by `route` becomes its answer
-    through `errors` (a site may answer some itself, as a share's 410 page).
+    through `errors` (a site may answer some itself, as a share's 410 page). `home`, the link's
+    own page, is where a 404 page leads back to — only once the token is right: a page answering
+    a wrong one must not hand out the link.
     """
     if scope["type"] != "http":
         return
     send = send_with_link_headers(send)
+    back = None
     try:
         raw = scope.get("raw_path") or scope["path"].encode()
         rest = split_token(raw.decode("latin-1"), token)
         if rest is None:
             raise HTTPError(404, "Not found")
+        back = home
         await route(scope, receive, send, rest)
     except HTTPError as exc:
-        await errors(scope, send, exc)
+        await errors(scope, send, exc, back)

@@ -84,7 +84,7 @@ class ReceiveSite:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request."""
-        await serve_link(scope, receive, send, self.token, self._route)
+        await serve_link(scope, receive, send, self.token, self._route, home=self.base_url)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
         method = scope["method"]

@@ -142,13 +142,15 @@ class ShareSite:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer one request."""
-        await serve_link(scope, receive, send, self.token, self._route, errors=self._error)
+        await serve_link(
+            scope, receive, send, self.token, self._route, home=self.links.base, errors=self._error
+        )
 
-    async def _error(self, scope: Scope, send: Send, exc: HTTPError) -> None:
+    async def _error(self, scope: Scope, send: Send, exc: HTTPError, home: str | None) -> None:
         if isinstance(exc, Gone):
             await self.pages.gone(scope, send, exc.message)
         else:
-            await send_http_error(scope, send, exc)
+            await send_http_error(scope, send, exc, home)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send, rest: str) -> None:
         method = scope["method"]

@@ -6,7 +6,7 @@ import os
 
 from comptoir.errors import HTTPError
 from comptoir.http import listing
-from comptoir.http.errors import send_error, wants_json
+from comptoir.http.errors import wants_json
 from comptoir.http.files import FileCache, FileInfo, FileOptions, send_file
 from comptoir.http.mime import is_textual
 from comptoir.http.paths import (
@@ -57,7 +57,7 @@ class StaticSite:
         try:
             await self._get(scope, receive, send)
         except HTTPError as exc:
-            await self._not_found(scope, receive, send, exc.status, exc.message, exc.headers)
+            await self._error(scope, receive, send, exc)
 
     async def _get(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") or scope["path"].encode()
@@ -140,17 +140,10 @@ class StaticSite:
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )
 
-    async def _not_found(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        status: int,
-        message: str,
-        headers: dict[str, str],
-    ) -> None:
-        """A 404 answered by --spa's index.html or the site's own 404.html, else plain text."""
-        if status == 404:
+    async def _error(self, scope: Scope, receive: Receive, send: Send, exc: HTTPError) -> None:
+        """A 404 answered by --spa's index.html or the site's own 404.html, else comptoir's page
+        for browsers (back to the site's root), plain text or JSON for the rest."""
+        if exc.status == 404:
             path = scope["path"]
             last = path.rsplit("/", 1)[-1]
             if self.options.spa and "." not in last:
@@ -164,7 +157,7 @@ class StaticSite:
                     scope, receive, send, page, self.cache, self.error_file_options, status=404
                 )
                 return
-        await send_error(scope, send, status, message, headers)
+        await send_http_error(scope, send, exc, self.prefix + "/")
 
     def _root_file(self, name: str) -> FileInfo | None:
         return self._file_in(self.root, name)
