@@ -549,7 +549,7 @@ async def test_shutdown_removes_uploads_in_flight(tmp_path: Path) -> None:
     upload = upload_module.Upload(
         str(tmp_path), upload_module.Limits(), upload_module.Quota(StateStore(), "k", None)
     )
-    upload.open(["sub", "x.bin"], "sub/x.bin")
+    await upload.open(["sub", "x.bin"], "sub/x.bin")
     upload.write(b"data")
     site.in_flight.add(upload)
     assert len(listing(tmp_path)) == 2

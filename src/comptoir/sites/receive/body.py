@@ -3,8 +3,10 @@ page's form), chunk by chunk into an `Upload` (upload.py writes it to disk).
 
 Nothing is buffered: each ASGI `http.request` chunk goes to the current file as it arrives (a
 multipart body through python-multipart's streaming parser, whose callbacks hand us slices of the
-same chunk). A client that leaves midway is `ClientGone`; a body refused midway (a limit passed)
-is read a little further and dropped (`TrackedBody.drain`) so that the client reads the answer.
+same chunk). Only what follows a new file's headers in a chunk is kept until the chunk is parsed:
+the file is opened then, as its folders are made in a thread, which a callback cannot wait for.
+A client that leaves midway is `ClientGone`; a body refused midway (a limit passed) is read a
+little further and dropped (`TrackedBody.drain`) so that the client reads the answer.
 """
 
 from __future__ import annotations
@@ -75,7 +77,7 @@ async def receive_put(
     receive: Receive, upload: Upload, path: Sequence[str], content_length: int | None
 ) -> None:
     """Stream a raw request body (PUT, `curl -T`) into one file at `path` (components)."""
-    upload.open(path, "/".join(path))
+    await upload.open(path, "/".join(path))
     async for chunk in body_chunks(receive):
         upload.write(chunk)
     if content_length is not None and upload.total != content_length:
@@ -136,6 +138,10 @@ class _MultipartSink:
         self.value = bytearray()
         # Set when the current part is a file (other fields are skipped).
         self.writing = False
+        # What waits for a file to be opened (`flush`, once the chunk is parsed), in order: the
+        # name of a file to open (str), data (bytes, copied: the parser reuses its buffers), the
+        # end of a file (None). Empty, data goes straight to the open file.
+        self.pending: list[str | bytes | None] = []
         self.ended: list[PartFile] = []
 
     def on_part_begin(self) -> None:
@@ -158,19 +164,44 @@ class _MultipartSink:
         if not name:
             # A plain form field, or a file input left empty (`filename=""`).
             return
-        # A slash keeps a folder structure (`dir/sub/file.txt`).
-        self.upload.open(name.split("/"), name)
+        self.pending.append(name)
         self.writing = True
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self.writing:
+        if not self.writing:
+            return
+        if self.pending:
+            self.pending.append(bytes(data[start:end]))
+        else:
             self.upload.write(memoryview(data)[start:end])
 
     def on_part_end(self) -> None:
-        if self.writing and self.upload.current is not None:
+        if self.writing:
+            if self.pending:
+                self.pending.append(None)
+            else:
+                self._end_file()
+        self.writing = False
+
+    def _end_file(self) -> None:
+        if self.upload.current is not None:
             self.ended.append(self.upload.current)
             self.upload.current = None
-        self.writing = False
+
+    async def flush(self) -> None:
+        """Do what the callbacks left pending, then flush the files completed."""
+        for item in self.pending:
+            if isinstance(item, str):
+                # A slash keeps a folder structure (`dir/sub/file.txt`).
+                await self.upload.open(item.split("/"), item)
+            elif item is None:
+                self._end_file()
+            else:
+                self.upload.write(item)
+        self.pending.clear()
+        # Files completed in this chunk are flushed now, so only the current one stays open.
+        while self.ended:
+            await self.ended.pop(0).sync()
 
 
 async def receive_multipart(receive: Receive, upload: Upload, boundary: bytes) -> None:
@@ -193,9 +224,7 @@ async def receive_multipart(receive: Receive, upload: Upload, boundary: bytes) -
             parser.write(chunk)
         except MultipartParseError:
             raise HTTPError(400, "Malformed multipart/form-data body") from None
-        # Files completed in this chunk are flushed now, so only the current one stays open.
-        while sink.ended:
-            await sink.ended.pop(0).sync()
+        await sink.flush()
     if parser.state != MultipartState.END:
         raise HTTPError(400, "Incomplete multipart/form-data body")
     if not upload.parts:

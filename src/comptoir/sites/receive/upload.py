@@ -8,6 +8,10 @@ whole body has arrived and been checked, then each is fsynced and linked to its 
 `os.link` fails rather than replace an existing file, so two uploads of `a.txt`, in any worker
 process, become `a.txt` and `a (1).txt`. A client that leaves, a limit passed or a full disk
 remove every temporary file and every folder the request created.
+
+Folders a request creates are bounded (MAX_DEPTH levels, MAX_NEW_FOLDERS a request) and count
+against --max-total (FOLDER_BYTES each): a small body naming thousands of paths must not fill
+the disk with folders nobody counted. They are made in a thread, a `mkdir` per level.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import os
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from comptoir.errors import HTTPError
@@ -29,6 +34,12 @@ PART_PREFIX = ".comptoir-upload-"
 PART_SUFFIX = ".part"
 # More files than this in one multipart request is a misuse (one open name each until the end).
 MAX_FILES = 1000
+# New folders one request may create: as many as files, which a tree of MAX_FILES files rarely
+# needs. Without a cap, 1,000 files 32 new levels deep each made 32,000 folders (~125 MB).
+MAX_NEW_FOLDERS = 1000
+# What a new folder counts against --max-total: its entry and one block of the file system,
+# since an empty folder takes room too (4 KiB on ext4, APFS, NTFS).
+FOLDER_BYTES = 4096
 # --max-total is reserved in the shared store by blocks, not per chunk.
 QUOTA_BLOCK = 8 * 1024 * 1024
 # Taken names are tried as `name (1)` … `name (99)`, then with a random suffix: a folder holding
@@ -87,6 +98,11 @@ def total_exceeded(limit: int) -> HTTPError:
     return HTTPError(413, f"Upload refused: this link accepts {human_size(limit)} in all")
 
 
+def too_many_folders() -> HTTPError:
+    """413 for a request that would create more than MAX_NEW_FOLDERS folders."""
+    return HTTPError(413, f"Too many new folders in one request (at most {MAX_NEW_FOLDERS})")
+
+
 class Quota:
     """Bytes this session may still accept (--max-total), shared by workers through the store.
 
@@ -120,6 +136,15 @@ class Quota:
                 self.reserved += amount
                 return
         raise total_exceeded(self.limit)
+
+    def add(self, amount: int) -> None:
+        """Reserve `amount` bytes more than this request holds (new folders, counted on top of a
+        PUT's Content-Length reserved before); 413 if the session is full."""
+        if self.limit is None:
+            return
+        if self.store.incr_below(self.key, self.limit, amount) is None:
+            raise total_exceeded(self.limit)
+        self.reserved += amount
 
     def settle(self, kept: int) -> None:
         """End of a request: keep `kept` bytes counted, give back the rest of the reservation."""
@@ -259,9 +284,13 @@ class Upload:
         self.parts: list[PartFile] = []
         # Folders this request created (relative to root, parents first), removed if it fails.
         self.created: list[str] = []
+        # Reserved for new folders in --max-total, on top of what the files take.
+        self.folder_bytes = 0
         self.total = 0
         self.current: PartFile | None = None
         self.done = False
+        # A thread is making folders with this upload's descriptors: cleanup waits for it.
+        self._making_folders = False
         self._root_fd: int | None = None
         # One descriptor per destination folder, shared by its files: a request of 1,000 files
         # in one folder holds one, not 1,000.
@@ -275,18 +304,20 @@ class Upload:
                 raise disk_error(exc) from None
         return self._root_fd
 
-    def open(self, path: Sequence[str], sent_as: str) -> PartFile:
+    async def open(self, path: Sequence[str], sent_as: str) -> PartFile:
         """Start the next file, at the relative `path` (components, sanitized here)."""
+        if self.done:
+            # Aborted under us (the worker is stopping): stop reading this body.
+            raise HTTPError(503, "The server is stopping")
         if len(self.parts) >= MAX_FILES:
             raise HTTPError(413, f"Too many files in one request (at most {MAX_FILES})")
         folders, name = safe_components(path)
         if len(folders) > MAX_DEPTH:
             raise HTTPError(400, f"Path too deep (at most {MAX_DEPTH} folders)")
         root_fd = self._root()
-        dir_fd = self._folder_fds.get(folders)
-        if dir_fd is None:
-            dir_fd = self._open_folder(root_fd, folders)
-            self._folder_fds[folders] = dir_fd
+        if folders not in self._folder_fds:
+            await self._open_folder_in_thread(root_fd, folders)
+        dir_fd = self._folder_fds[folders]
         same_fs = not folders or os.fstat(dir_fd).st_dev == os.fstat(root_fd).st_dev
         tmp_dir_fd = root_fd if same_fs else dir_fd
         part = PartFile(tmp_dir_fd, dir_fd, "/".join(folders), name, sent_as, self.tag)
@@ -294,36 +325,64 @@ class Upload:
         self.current = part
         return part
 
-    def _open_folder(self, root_fd: int, folders: tuple[str, ...]) -> int:
+    async def _open_folder_in_thread(self, root_fd: int, folders: tuple[str, ...]) -> None:
+        # A system call or two per level, up to MAX_NEW_FOLDERS of them for one request: on the
+        # event loop they would stall every other request of the worker.
+        self._making_folders = True
+        try:
+            await _in_thread_to_its_end(functools.partial(self._open_folder, root_fd, folders))
+        finally:
+            self._making_folders = False
+            if self.done:
+                # Aborted while the thread worked: the cleanup it waited for happens now.
+                self._remove()
+        if self.done:
+            raise HTTPError(503, "The server is stopping")
+
+    def _open_folder(self, root_fd: int, folders: tuple[str, ...]) -> None:
+        """Open (creating what is missing) the folder `folders` under DIR, for its files.
+
+        Blocking: runs in a thread, while the request waits for it.
+        """
         try:
             fd = os.dup(root_fd)
         except OSError as exc:
             raise disk_error(exc) from None
         path = ""
+        counted = False
         try:
-            for folder in folders:
+            for level, folder in enumerate(folders):
                 path = f"{path}/{folder}" if path else folder
-                try:
-                    # A folder already there (an earlier upload's) is used as it is.
-                    with contextlib.suppress(FileExistsError):
+                child = _open_dir(folder, fd, path)
+                if child is None:
+                    if not counted:
+                        # This level is missing, so are those below it: all are counted (the
+                        # cap, --max-total) before the first is made.
+                        self._reserve_folders(len(folders) - level)
+                        counted = True
+                    try:
                         os.mkdir(folder, dir_fd=fd)
                         self.created.append(path)
-                except OSError as exc:
-                    raise disk_error(exc) from None
-                try:
-                    # O_NOFOLLOW: a symlink in DIR must not lead an upload out of DIR.
-                    child = os.open(folder, _O_DIR, dir_fd=fd)
-                except OSError as exc:
-                    if exc.errno in _NOT_A_FOLDER:
-                        raise HTTPError(409, f"{path} exists and is not a folder") from None
-                    # Out of descriptors (503), or anything else: not the client's conflict.
-                    raise disk_error(exc) from None
+                    except FileExistsError:
+                        pass  # made meanwhile by another upload: used as it is, not counted
+                    except OSError as exc:
+                        raise disk_error(exc) from None
+                    child = _open_dir(folder, fd, path)
+                    if child is None:  # removed as soon as made
+                        raise HTTPError(500, "The server could not save the file")
                 os.close(fd)
                 fd = child
         except BaseException:
             os.close(fd)
             raise
-        return fd
+        self._folder_fds[folders] = fd
+
+    def _reserve_folders(self, new: int) -> None:
+        """Count `new` folders about to be made against the request's cap and --max-total."""
+        if len(self.created) + new > MAX_NEW_FOLDERS:
+            raise too_many_folders()
+        self.quota.add(new * FOLDER_BYTES)
+        self.folder_bytes += new * FOLDER_BYTES
 
     def write(self, data: bytes | memoryview) -> None:
         """Append to the current file, enforcing --max-size and --max-total."""
@@ -334,7 +393,7 @@ class Upload:
         size = part.size + len(data)
         if self.limits.max_size is not None and size > self.limits.max_size:
             raise too_large(self.limits.max_size)
-        self.quota.need(self.total + len(data))
+        self.quota.need(self.folder_bytes + self.total + len(data))
         part.write(data)
         self.total += len(data)
 
@@ -352,7 +411,8 @@ class Upload:
             except OSError as exc:
                 raise disk_error(exc) from None
         self.done = True
-        self.quota.settle(self.total)
+        # What stays counted: the files, and the folders this request made.
+        self.quota.settle(self.total + len(self.created) * FOLDER_BYTES)
         self._close()
         return [Saved(p.relative, p.size, p.sent_as) for p in self.parts]
 
@@ -361,6 +421,11 @@ class Upload:
         if self.done:
             return
         self.done = True
+        if not self._making_folders:
+            # Else the thread works with our descriptors: `open` removes all once it is done.
+            self._remove()
+
+    def _remove(self) -> None:
         for part in self.parts:
             part.discard()
         if self._root_fd is not None:
@@ -378,6 +443,35 @@ class Upload:
         if self._root_fd is not None:
             os.close(self._root_fd)
             self._root_fd = None
+
+
+def _open_dir(name: str, dir_fd: int, path: str) -> int | None:
+    """A descriptor of the folder `name` in `dir_fd`, None if there is none (409: not a folder)."""
+    try:
+        # O_NOFOLLOW: a symlink in DIR must not lead an upload out of DIR.
+        return os.open(name, _O_DIR, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _NOT_A_FOLDER:
+            raise HTTPError(409, f"{path} exists and is not a folder") from None
+        # Out of descriptors (503), or anything else: not the client's conflict.
+        raise disk_error(exc) from None
+
+
+async def _in_thread_to_its_end(func: Callable[[], None]) -> None:
+    """`func()` in a thread; a caller cancelled meanwhile still waits for it to end (it works
+    with descriptors and folders that the caller's cleanup would close and remove)."""
+    future = asyncio.get_running_loop().run_in_executor(None, func)
+    try:
+        await asyncio.shield(future)
+    except asyncio.CancelledError:
+        while not future.done():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait([future])
+        if not future.cancelled():
+            future.exception()  # retrieved: what the thread raised goes with the cancellation
+        raise
 
 
 def remove_parts(root: str, tag: str) -> int:
