@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import os
 import re
@@ -18,11 +19,13 @@ import httpx
 import pytest
 import segno
 
+from comptoir import netinfo
 from comptoir.app import build_app
 from comptoir.cli import build_options
 from comptoir.clock import ManualClock
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.http.paths import quote_name
+from comptoir.netinfo import Address
 from comptoir.settings import option_fields
 from comptoir.sites import KINDS, SiteContext
 from comptoir.sites.share import ShareOptions, validate
@@ -171,6 +174,142 @@ async def test_qr_and_page_escape_a_hostile_host_header(share: Any, tree: Path) 
     assert "<script>x" not in r.text and "script&gt;" not in r.text
     # Not a host name: the page shows the address the request reached instead.
     assert f'data-url="http://testserver{s.url}"' in r.text
+
+
+# --- the QR code leads other machines to the share (issue 10, item 16) --------------------------
+
+LAN_TOKEN = "a-token-for-the-lan-tests"
+
+
+def _qr(url: str) -> str:
+    return segno.make(url, error="m").svg_inline(
+        scale=5, border=2, dark="#000", light="#fff", omitsize=False
+    )
+
+
+@pytest.fixture
+def lan(monkeypatch: pytest.MonkeyPatch) -> list[Address | None]:
+    """The machine's primary LAN address as comptoir will see it (the list's one item)."""
+    found: list[Address | None] = [Address("192.168.1.20", primary=True)]
+
+    def primary_lan_address(ipv6: bool = True) -> Address | None:
+        # As the real one: without IPv6, an IPv6 address is never the answer.
+        address = found[0]
+        return address if address is None or ipv6 or address.version == 4 else None
+
+    monkeypatch.setattr(netinfo, "primary_lan_address", primary_lan_address)
+    return found
+
+
+async def _landing(
+    tree: Path, base_url: str, *, config: Config | None = None, **server: Any
+) -> str:
+    options = ShareOptions(paths=(tree / "report.pdf",), token=LAN_TOKEN)
+    config = config or make_config("share", options, **server)
+    async with asgi_client(build_app(config), base_url=base_url) as c:
+        r = await c.get(f"/{LAN_TOKEN}/", headers=AS_HTML)
+    assert r.status_code == 200
+    return r.text
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "http://127.0.0.1:8000",
+        "http://127.1.2.3:8000",
+        "http://localhost:8000",
+        "http://share.localhost:8000",
+        "http://[::1]:8000",
+        "http://[::ffff:127.0.0.1]:8000",
+    ],
+)
+async def test_opened_on_this_computer_the_qr_code_is_the_lan_url(
+    lan: list[Address | None], tree: Path, base_url: str
+) -> None:
+    page = await _landing(tree, base_url)
+    url = f"http://192.168.1.20:8000/{LAN_TOKEN}/"
+    assert _qr(url) in page
+    # The link to copy or to give is the one other machines can open, too.
+    assert f'data-url="{url}"' in page
+    assert "127.0.0.1" not in page and "localhost" not in page
+
+
+async def test_the_lan_url_keeps_the_scheme_and_brackets_ipv6(
+    lan: list[Address | None], tree: Path
+) -> None:
+    lan[0] = Address("fd00::20", primary=True)
+    page = await _landing(tree, "https://localhost")
+    assert _qr(f"https://[fd00::20]/{LAN_TOKEN}/") in page
+
+
+async def test_opened_on_this_computer_without_a_network_the_page_says_so(
+    lan: list[Address | None], tree: Path
+) -> None:
+    lan[0] = None
+    page = await _landing(tree, "http://127.0.0.1:8000")
+    assert "<svg" not in page
+    assert "No QR code: no network address of this computer reaches this share" in page
+    # The link still works on this computer.
+    assert f'data-url="http://127.0.0.1:8000/{LAN_TOKEN}/"' in page
+
+
+async def test_no_lan_url_when_other_machines_cannot_reach_the_share(
+    lan: list[Address | None], tree: Path
+) -> None:
+    # A server listening on loopback only.
+    page = await _landing(tree, "http://127.0.0.1:8000", host="127.0.0.1")
+    assert "<svg" not in page and "No QR code" in page
+    # A site answering only its own name: an address would reach another site, or none.
+    options = ShareOptions(paths=(tree / "report.pdf",), token=LAN_TOKEN)
+    named = SiteConfig("share", options, hosts=("share.localhost",), name="share")
+    config = Config(ServerOptions(quiet=True), (named,))
+    page = await _landing(tree, "http://share.localhost:8000", config=config)
+    assert "<svg" not in page and "No QR code" in page
+    # ...unless it is the default site, which an address reaches.
+    config = Config(ServerOptions(quiet=True), (dataclasses.replace(named, default=True),))
+    page = await _landing(tree, "http://share.localhost:8000", config=config)
+    assert _qr(f"http://192.168.1.20:8000/{LAN_TOKEN}/") in page
+    # IPv4 only: an IPv6 address is no way in.
+    lan[0] = Address("fd00::20", primary=True)
+    page = await _landing(tree, "http://127.0.0.1:8000", host="0.0.0.0")
+    assert "<svg" not in page and "No QR code" in page
+
+
+@pytest.mark.parametrize(
+    "base_url", ["http://192.168.1.77:8000", "http://laptop.lan:8000", "http://[fd00::77]:8000"]
+)
+async def test_opened_through_a_network_name_the_qr_code_keeps_it(
+    lan: list[Address | None], tree: Path, base_url: str
+) -> None:
+    page = await _landing(tree, base_url)
+    assert _qr(f"{base_url}/{LAN_TOKEN}/") in page
+    lan[0] = None
+    assert _qr(f"{base_url}/{LAN_TOKEN}/") in await _landing(tree, base_url)
+
+
+def test_the_lan_address_is_the_banners_primary(monkeypatch: pytest.MonkeyPatch) -> None:
+    found = [Address("10.0.0.5"), Address("192.168.1.20", primary=True)]
+    monkeypatch.setattr(netinfo, "lan_addresses", lambda ipv6=True: found)
+    assert netinfo.primary_lan_address() == Address("192.168.1.20", primary=True)
+    found = [Address("10.0.0.5")]  # no default route: the banner shows loopback first
+    assert netinfo.primary_lan_address() is None
+
+
+def test_loopback_names() -> None:
+    for host in (
+        "127.0.0.1",
+        "127.9.9.9",
+        "::1",
+        "[::1]",
+        "localhost",
+        "LocalHost.",
+        "a.localhost",
+    ):
+        assert netinfo.is_loopback_host(host), host
+    for host in ("0.0.0.0", "[::]", "::ffff:127.0.0.1"):
+        assert netinfo.is_loopback_host(host), host
+    for host in ("192.168.1.2", "fd00::1", "example.com", "localhost.example", "notlocalhost"):
+        assert not netinfo.is_loopback_host(host), host
 
 
 async def test_json_describes_the_share(share: Any, tree: Path) -> None:

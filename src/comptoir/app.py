@@ -16,9 +16,10 @@ from pathlib import Path
 
 from starlette.requests import ClientDisconnect
 
+from comptoir import netinfo
 from comptoir.accesslog import AccessLog, escape_controls, escape_for_log
 from comptoir.clock import Clock, SystemClock
-from comptoir.config import Config
+from comptoir.config import ALL_INTERFACES, Config, ServerOptions, SiteConfig
 from comptoir.errors import ClientGone, HTTPError
 from comptoir.fastpath import FastPath
 from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
@@ -229,6 +230,23 @@ def _traceback_lines(exc: BaseException) -> list[str]:
     return [escape_controls(line) for line in lines]
 
 
+def lan_address_for(server: ServerOptions, site: SiteConfig) -> Callable[[], str | None]:
+    """How a site looks up the address other machines reach it at (SiteContext.lan_address)."""
+    if server.host not in (ALL_INTERFACES, "", "0.0.0.0"):
+        # Listening on one address: nothing reaches the server but through that one.
+        return lambda: None
+    if site.hosts and not site.default:
+        # A request naming the machine by its address would reach another site, or none.
+        return lambda: None
+    ipv6 = server.host != "0.0.0.0"  # the other wildcards are dual-stack
+
+    def lookup() -> str | None:
+        address = netinfo.primary_lan_address(ipv6=ipv6)
+        return None if address is None else address.host_for_url()
+
+    return lookup
+
+
 def build_app(
     config: Config,
     *,
@@ -264,6 +282,7 @@ def build_app(
             clock=clock or SystemClock(),
             run_dir=run_dir,
             endpoints=dict(endpoints or {}),
+            lan_address=lan_address_for(config.server, site),
         )
         app = kind.build(site.options, context)
         hooks.append((kind, app))

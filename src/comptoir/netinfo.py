@@ -1,4 +1,5 @@
-"""The addresses this machine can be reached at: loopback, the primary LAN address, the others."""
+"""The addresses this machine can be reached at: loopback, the primary LAN address, the others;
+and which host names mean this machine alone."""
 
 from __future__ import annotations
 
@@ -98,3 +99,25 @@ def lan_addresses(ipv6: bool = True) -> list[Address]:
         seen.add(ip)
         result.append(Address(ip, primary))
     return result
+
+
+def primary_lan_address(ipv6: bool = True) -> Address | None:
+    """The address other machines on the network reach this one at (the banner's primary URL),
+    or None without a network. Looked up at each call: a laptop changes networks."""
+    return next((a for a in lan_addresses(ipv6) if a.primary), None)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for a host (a Host header's name, IPv6 with or without brackets) that only ever
+    leads to the machine it is typed on: a loopback or unspecified address, `localhost` or a
+    name under it (RFC 6761, which browsers resolve to loopback themselves)."""
+    name = host.removeprefix("[").removesuffix("]").rstrip(".").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified

@@ -68,6 +68,11 @@ class SiteContext:
     # What main-process services published for the workers (see ServiceContext.publish), e.g.
     # the path of a Unix socket a fan-out service listens on.
     endpoints: Mapping[str, str] = field(default_factory=dict)
+    # The machine's primary LAN address as it goes in a URL (`192.168.1.20`, `[fd00::20]`) when
+    # other machines reach this site by it, else None (no network, a server listening on one
+    # address, a site answering only its host names): what a page opened on this machine gives
+    # a phone instead of `127.0.0.1`. Looked up at each call (system calls: not on the loop).
+    lan_address: Callable[[], str | None] = field(default=lambda: None)
 
 
 @dataclass

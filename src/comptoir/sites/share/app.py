@@ -97,6 +97,7 @@ class ShareSite:
             self.downloads,
             context.prefix,
             None if self.single is not None else self.archive_name,
+            context.lan_address,
         )
         # Without --count nothing needs to know when the last byte left, and with --quiet
         # nothing draws progress: files then go out by pathsend, straight from the server.

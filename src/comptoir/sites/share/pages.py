@@ -1,6 +1,9 @@
 """The pages of a share: the landing page (with the link's QR code), its JSON description for
 scripts, shared folders' listings, and the 410 page once the link is over.
 
+The QR code is for another machine (a phone): a page opened on this one through `127.0.0.1` or
+`localhost` shows the link with the machine's LAN address instead, or says that none reaches it.
+
 All of them read the disk (sizes, what a folder holds) in a thread, and none is counted: they
 say what can be downloaded, they are not downloads.
 """
@@ -11,6 +14,7 @@ import asyncio
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +28,7 @@ from comptoir.http.listing import human_size
 from comptoir.http.mime import content_type
 from comptoir.http.paths import display_name, quote_name
 from comptoir.http.responses import send_uncached
+from comptoir.netinfo import is_loopback_host
 from comptoir.sites.share import ShareOptions
 from comptoir.sites.share.archive import EXTENSIONS, ArchiveChanged, make_archive
 from comptoir.sites.share.download import ARCHIVE_UNIT, Downloads
@@ -72,6 +77,7 @@ class SharePages:
         downloads: Downloads,
         prefix: str,
         archive_name: str | None,
+        lan_address: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.options = options
         self.items = items
@@ -81,6 +87,8 @@ class SharePages:
         self.prefix = prefix
         # The file name of the archive of everything; None for a one-file share (no archive).
         self.archive_name = archive_name
+        # The machine's LAN address for URLs, where other machines reach the share (SiteContext).
+        self.lan_address = lan_address
 
     async def gone(self, scope: Scope, send: Send, reason: str) -> None:
         """410: a page for people, a short text or JSON for scripts."""
@@ -104,8 +112,8 @@ class SharePages:
     async def landing(self, scope: Scope, send: Send) -> None:
         """The page a person opens: what is shared, download buttons, the link's QR code."""
         self._refuse_when_over()
-        items, archive = await asyncio.to_thread(
-            lambda: (self._describe_items(), self._describe_archive())
+        items, archive, public = await asyncio.to_thread(
+            lambda: (self._describe_items(), self._describe_archive(), self._public_url(scope))
         )
         for entry in items:
             entry["human_size"] = human_size(entry["size"])
@@ -113,14 +121,14 @@ class SharePages:
             # A compressed archive's size is not known before it is made: no size shown.
             size = archive["size"]
             archive["human_size"] = human_size(size) if size is not None else ""
-        url = self._public_url(scope)
+        url = public or self._url(scope, _reached_host(scope))
         body = render(
             "share.html",
             prefix=self.prefix,
             items=items,
             archive=archive,
             url=url,
-            qr=_qr_svg(url),
+            qr=_qr_svg(url) if public is not None else None,
             expires=_duration_text(self.slots.seconds_left()),
             limit=self.slots.count,
         ).encode()
@@ -213,15 +221,35 @@ class SharePages:
             "downloads_left": self.slots.left(ARCHIVE_UNIT),
         }
 
-    def _public_url(self, scope: Scope) -> str:
-        """The share's URL as this browser reached it, for the QR code and the copy button."""
-        host = header(scope["headers"], b"host") or ""
-        if not _HOST.match(host):
-            server = scope.get("server") or ("localhost", None)
-            host = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
-            if server[1]:
-                host += f":{server[1]}"
+    def _public_url(self, scope: Scope) -> str | None:
+        """The share's URL for another machine, for the QR code and the copy button: as this
+        browser reached it, but with the machine's LAN address if it came through loopback
+        (None when no address reaches the share). Makes system calls: run it in a thread."""
+        host = _reached_host(scope)
+        name, colon, port = host.rpartition(":")
+        if not colon or "]" in port:  # no port: `localhost`, `[::1]`
+            name, port = host, ""
+        if is_loopback_host(name):
+            lan = self.lan_address()
+            if lan is None:
+                return None
+            host = lan + (f":{port}" if port else "")
+        return self._url(scope, host)
+
+    def _url(self, scope: Scope, host: str) -> str:
         return f"{scope.get('scheme', 'http')}://{host}{self.links.base}"
+
+
+def _reached_host(scope: Scope) -> str:
+    """`host[:port]` as the request reached the server: its Host header, else (no header, or
+    one that is no host name) the address it came in at."""
+    host = header(scope["headers"], b"host") or ""
+    if not _HOST.match(host):
+        server = scope.get("server") or ("localhost", None)
+        host = f"[{server[0]}]" if ":" in str(server[0]) else str(server[0])
+        if server[1]:
+            host += f":{server[1]}"
+    return host
 
 
 def _qr_svg(url: str) -> Markup:
