@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import ipaddress
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -23,7 +24,8 @@ from cryptography.x509.verification import PolicyBuilder, Store
 
 from comptoir.cli import main
 from comptoir.config import Config, ServerOptions, SiteConfig
-from comptoir.errors import ConfigError
+from comptoir.errors import ConfigError, ConfigProblems
+from comptoir.hosts import certificate_name
 from comptoir.security import truststore
 from comptoir.security.ca import (
     CA_CERT_FILE,
@@ -44,6 +46,7 @@ from comptoir.security.redirect import (
 from comptoir.security.tls import check_tls_options, leaf_names, prepare_tls
 from comptoir.server import Server
 from comptoir.sites.static import StaticOptions
+from comptoir.sitesfile import parse_sites
 from tests.conftest import need_tool
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.UTC)
@@ -156,7 +159,7 @@ def test_leaf_names_cover_machine_lan_and_sites() -> None:
     )
     names = leaf_names(config)
     hostname = socket.gethostname()
-    for expected in ("localhost", "*.localhost", "127.0.0.1", "::1", hostname):
+    for expected in ("localhost", "127.0.0.1", "::1", hostname):
         assert expected in names
     assert hostname.split(".")[0] + ".local" in names
     assert "blog.example.com" in names and "*.apps.test" in names
@@ -164,6 +167,76 @@ def test_leaf_names_cover_machine_lan_and_sites() -> None:
 
     for address in lan_addresses():
         assert address.ip in names
+
+
+def test_leaf_names_are_the_names_served_never_a_wildcard_under_a_top_level_name() -> None:
+    # Clients refuse `*.localhost` (a wildcard must have two labels after it): the leaf names
+    # every host served instead — the sites' hosts, the www name the banner prints for a
+    # wildcard, and the --tls-name names.
+    config = Config(
+        server=ServerOptions(tls=True, tls_name=("api.localhost", "*.dev.test", "10.1.2.3")),
+        sites=(
+            SiteConfig("static", StaticOptions(), hosts=("*.localhost", "Blog.Localhost")),
+            SiteConfig("static", StaticOptions(), hosts=("*.apps.test",), path="/x"),
+        ),
+    )
+    names = leaf_names(config)
+    assert not [n for n in names if n.startswith("*.") and n.count(".") == 1], names
+    for expected in (
+        "localhost",
+        "www.localhost",
+        "blog.localhost",
+        "api.localhost",
+        "*.dev.test",
+        "10.1.2.3",
+        "*.apps.test",
+        "www.apps.test",
+    ):
+        assert expected in names
+
+
+def test_the_leaf_verifies_for_the_names_served(tmp_path: Path) -> None:
+    config = Config(
+        server=ServerOptions(tls=True, tls_name=("files.localhost",)),
+        sites=(SiteConfig("static", StaticOptions(), hosts=("*.localhost",)),),
+    )
+    files = prepare_tls(config, tmp_path, ca_dir=tmp_path / "data")
+    assert files is not None and files.ca is not None
+    chain = files.cert.read_bytes()
+    for name in ("www.localhost", "files.localhost", "localhost", "127.0.0.1"):
+        verify_leaf(files.ca, chain, name)
+    leaf = x509.load_pem_x509_certificate(chain)
+    san = leaf.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "*.localhost" not in san.get_values_for_type(x509.DNSName)
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("WWW.Localhost.", "www.localhost"),
+        ("*.apps.test", "*.apps.test"),
+        ("[::1]", "::1"),
+        ("192.168.1.20", "192.168.1.20"),
+        ("café.test", "xn--caf-dma.test"),
+    ],
+)
+def test_tls_names_are_read_in_canonical_form(given: str, shown: str) -> None:
+    assert certificate_name(given) == shown
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("*.localhost", "clients refuse a wildcard directly under a top-level name"),
+        ("*", "not a host name or IP address"),
+        ("a b.test", "not a host name or IP address"),
+        ("a.test:8443", "not a host name or IP address"),
+        ("", "not a host name or IP address"),
+    ],
+)
+def test_bad_tls_names_are_refused(given: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        certificate_name(given)
 
 
 def test_prepare_tls_with_the_local_ca(tmp_path: Path) -> None:
@@ -346,6 +419,51 @@ def test_tls_option_problems() -> None:
     assert check_tls_options(ServerOptions(tls=True, port=8443, redirect_http=8443)) == [
         "--redirect-http must be another port than --port"
     ]
+    assert check_tls_options(ServerOptions(tls=True, tls_name=("www.localhost",))) == []
+    assert check_tls_options(ServerOptions(tls_name=("www.localhost",))) == [
+        "--tls-name needs --tls"
+    ]
+    assert check_tls_options(
+        ServerOptions(tls=True, cert=Path("c"), tls_name=("www.localhost",))
+    ) == ["--tls-name names hosts in the local CA's certificate, not in --cert's"]
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--tls-name", "www.localhost"], "--tls-name needs --tls"),
+        (["--tls", "--tls-name", "*.localhost"], "clients refuse a wildcard directly under"),
+        (["--tls", "--tls-name", "a b"], "not a host name or IP address"),
+    ],
+)
+def test_cli_bad_tls_name_is_one_line_exit_2(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    args: list[str],
+    words: str,
+) -> None:
+    monkeypatch.setenv("COMPTOIR_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", str(tmp_path), "--port", "0", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and words in err
+
+
+def test_sites_toml_names_a_bad_tls_name_with_its_line(tmp_path: Path) -> None:
+    text = (
+        '[server]\ntls = true\ntls-name = ["www.localhost", "*.localhost"]\n\n'
+        '[[site]]\nkind = "echo"\ndefault = true\n'
+    )
+    with pytest.raises(ConfigProblems) as exc:
+        parse_sites(text, "sites.toml", tmp_path)
+    assert exc.value.problems == [
+        "sites.toml:3: server.tls-name: *.localhost: clients refuse a wildcard directly under"
+        " a top-level name; name each host (e.g. www.localhost)"
+    ]
+    ok = parse_sites(text.replace('"*.localhost"', '"API.localhost"'), "sites.toml", tmp_path)
+    assert ok.server.tls_name == ("www.localhost", "api.localhost")
 
 
 def test_cli_bad_cert_is_one_line_exit_2(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from comptoir.hosts import certificate_name
 from comptoir.settings import parse_duration, setting
 
 LogFormat = Literal["text", "json"]
@@ -59,6 +60,13 @@ class ServerOptions:
         False,
         "Serve HTTPS with a certificate from comptoir's local CA (made on first use).",
         flag_only=True,
+    )
+    tls_name: tuple[str, ...] = setting(
+        (),
+        "Another name for --tls's certificate (repeatable), e.g. www.localhost; it always names"
+        " localhost, this machine, its addresses and the sites' hosts.",
+        default_text="none",
+        parse=certificate_name,
     )
     cert: Path | None = setting(
         None, "Serve HTTPS with this certificate (PEM, with its chain).", default_text="none"

@@ -99,6 +99,35 @@ def _normalize_ipv6(host: str) -> str | None:
     return f"[{address.compressed}]"
 
 
+def url_host(host: str) -> str:
+    """The name a URL shows for a configured host: `www.example.test` for `*.example.test`."""
+    return "www" + host[1:] if host.startswith("*.") else host
+
+
+def wildcard_under_top_level(name: str) -> bool:
+    """True for `*.localhost`, `*.test`: a wildcard TLS clients refuse (two labels must follow)."""
+    return name.startswith("*.") and "." not in name[2:]
+
+
+def certificate_name(text: str) -> str:
+    """A name for a TLS certificate (host, `*.` wildcard or IP address), canonical; ValueError."""
+    name = text.strip()
+    try:
+        return str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]")))
+    except ValueError:
+        pass
+    # No port (normalize_host would drop it): a certificate names hosts, not services.
+    normalized = normalize_host(name, wildcard=True) if ":" not in name else None
+    if normalized is None:
+        raise ValueError(f"not a host name or IP address: {text!r}")
+    if wildcard_under_top_level(normalized):
+        raise ValueError(
+            f"{text}: clients refuse a wildcard directly under a top-level name;"
+            f" name each host (e.g. {url_host(normalized)})"
+        )
+    return normalized
+
+
 def normalize_mount(path: str) -> str:
     """A mount path in canonical form: leading slash, no trailing slash ("/" for the root)."""
     return "/" + path.strip("/")

@@ -22,6 +22,7 @@ from typing import Any
 
 from comptoir.config import ALL_INTERFACES, Config
 from comptoir.errors import ConfigError
+from comptoir.hosts import url_host
 from comptoir.loops import resolve_loop
 from comptoir.netinfo import lan_addresses
 from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
@@ -189,8 +190,7 @@ class Server:
             name = site.name or site.kind
             if site.hosts:
                 for h in site.hosts:
-                    host = h.replace("*", "www", 1) if h.startswith("*.") else h
-                    url = f"{scheme}://{host}:{port}{path}"
+                    url = f"{scheme}://{url_host(h)}:{port}{path}"
                     out.append(SiteURL(name, url, h == site.hosts[0]))
                 if site.default:
                     # Names no site lists (the machine's addresses) reach the default site.

@@ -348,3 +348,70 @@ def test_sites_toml_server_table_gives_https_password_and_redirect(tmp_path: Pat
         assert r.headers["location"] == f"https://blog.test:{port}/a.txt"
     finally:
         stop_server(proc)
+
+
+def _curl_by_name(curl: str, ca_file: Path, port: int, name: str, path: str = "a.txt") -> str:
+    """`curl --cacert CA https://NAME:PORT/PATH --resolve NAME:PORT:127.0.0.1`: body and status."""
+    return subprocess.run(
+        [
+            curl,
+            "-sS",
+            "--cacert",
+            str(ca_file),
+            "-w",
+            " %{http_code}",
+            "--resolve",
+            f"{name}:{port}:127.0.0.1",
+            f"https://{name}:{port}/{path}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+
+
+def test_tls_names_make_names_under_localhost_reachable_by_curl(tmp_path: Path) -> None:
+    """A site answering any host: --tls-name puts www.localhost in the leaf, as the demo does."""
+    curl = need_tool("curl")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.txt").write_text("named\n")
+    data = tmp_path / "data"
+    args = ["serve", str(tmp_path / "site"), "--tls", "--tls-name", "www.localhost"]
+    with live_server(*args, env={"COMPTOIR_DATA_DIR": str(data)}) as srv:
+        port = int(srv.url.rstrip("/").rsplit(":", 1)[1])
+        assert _curl_by_name(curl, data / "ca.pem", port, "www.localhost") == "named\n 200"
+        # A name nobody gave is not in the leaf: curl refuses it (no `*.localhost` to fall on).
+        assert _curl_by_name(curl, data / "ca.pem", port, "other.localhost") == " 000"
+
+
+def test_the_url_printed_for_a_wildcard_host_is_in_the_leaf(tmp_path: Path) -> None:
+    """hosts = ["*.localhost"] prints https://www.localhost:PORT/: curl must accept that name."""
+    curl = need_tool("curl")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "a.txt").write_text("wild\n")
+    (tmp_path / "sites.toml").write_text(
+        '[server]\ntls = true\ntls-name = ["files.localhost"]\n\n'
+        '[[site]]\nhosts = ["*.localhost"]\nkind = "static"\nroot = "site"\n'
+    )
+    data = tmp_path / "data"
+    args = ["run", str(tmp_path / "sites.toml"), "--host", "127.0.0.1", "--port", "0", "--quiet"]
+    proc = subprocess.Popen(
+        comptoir_cmd(*args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "COMPTOIR_DATA_DIR": str(data)},
+    )
+    try:
+        [url] = read_urls(proc, 1, 20)
+        port = int(url.rstrip("/").rsplit(":", 1)[1])
+        assert url == f"https://www.localhost:{port}/"
+        deadline = time.monotonic() + 20
+        # The workers start after the URLs are printed; `localhost` is in every leaf (no site
+        # answers that name: 421).
+        while _curl_by_name(curl, data / "ca.pem", port, "localhost") == " 000":
+            assert time.monotonic() < deadline, "the server never answered"
+            time.sleep(0.1)
+        assert _curl_by_name(curl, data / "ca.pem", port, "www.localhost") == "wild\n 200"
+        assert _curl_by_name(curl, data / "ca.pem", port, "files.localhost") == "wild\n 200"
+    finally:
+        stop_server(proc)

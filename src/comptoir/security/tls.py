@@ -17,15 +17,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from comptoir.config import ALL_INTERFACES, Config, ServerOptions
-from comptoir.hosts import normalize_host
+from comptoir.hosts import normalize_host, url_host, wildcard_under_top_level
 from comptoir.netinfo import lan_addresses
 
 if TYPE_CHECKING:
     from comptoir.security.ca import LocalCA
 
 KEY_PASSWORD_ENV = "COMPTOIR_KEY_PASSWORD"
-# Names every local leaf carries, whatever the machine.
-LOCAL_NAMES = ("localhost", "*.localhost", "127.0.0.1", "::1")
+# Names every local leaf carries, whatever the machine. Not `*.localhost`: clients refuse a
+# wildcard directly under a top-level name, so each name under .localhost is named (--tls-name).
+LOCAL_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,11 @@ def check_tls_options(options: ServerOptions) -> list[str]:
         problems.append("--key needs --cert")
     if options.key_password is not None and options.cert is None:
         problems.append("--key-password needs --cert and --key")
+    if options.tls_name:
+        if options.cert is not None:
+            problems.append("--tls-name names hosts in the local CA's certificate, not in --cert's")
+        elif not options.tls:
+            problems.append("--tls-name needs --tls")
     if options.redirect_http is not None:
         if not tls_enabled(options):
             problems.append("--redirect-http needs HTTPS (--tls or --cert)")
@@ -64,7 +70,12 @@ def check_tls_options(options: ServerOptions) -> list[str]:
 
 
 def leaf_names(config: Config) -> list[str]:
-    """Every name a local leaf must cover: loopback, this machine, its LAN addresses, site hosts."""
+    """Every name a local leaf must cover: loopback, this machine, its LAN addresses, site hosts.
+
+    Each name served is named, as the demo's sites are: a wildcard directly under a top-level
+    name (`*.localhost`) is left out, clients refuse it; the `www` name the banner prints for a
+    wildcard host is in; --tls-name adds the names a site answering any host is reached by.
+    """
     names = list(LOCAL_NAMES)
     hostname = socket.gethostname()
     if hostname:
@@ -75,11 +86,14 @@ def leaf_names(config: Config) -> list[str]:
     if host not in (ALL_INTERFACES, "", "0.0.0.0"):
         names.append(host)
     names.extend(a.ip for a in lan_addresses())
+    names.extend(config.server.tls_name)
     for site in config.sites:
         for h in site.hosts:
             normalized = normalize_host(h, wildcard=True)
             if normalized:
-                names.append(normalized)
+                names.append(url_host(normalized))
+                if not wildcard_under_top_level(normalized):
+                    names.append(normalized)
     return list(dict.fromkeys(names))
 
 
