@@ -553,7 +553,7 @@ async def test_shutdown_removes_uploads_in_flight(tmp_path: Path) -> None:
     upload.write(b"data")
     site.in_flight.add(upload)
     assert len(listing(tmp_path)) == 2
-    site.shutdown()
+    await site.shutdown()
     assert listing(tmp_path) == []
 
 
@@ -793,7 +793,7 @@ async def test_stopping_prints_what_was_received(
         await c.put(f"/{TOKEN}/a", content=b"a" * 2048)
         await c.post(f"/{TOKEN}/", files=[("f", ("b", b"b" * 1024)), ("f", ("c", b"c"))])
     capfd.readouterr()
-    site.shutdown()
+    await site.shutdown()
     assert capfd.readouterr().err == "receive: 3 files received, 3.0 KiB in all\n"
 
 
@@ -801,7 +801,7 @@ async def test_stopping_with_nothing_received_says_so(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     site, _ = _talking_site(tmp_path)
-    site.shutdown()
+    await site.shutdown()
     assert capfd.readouterr().err == "receive: 0 files received, 0 B in all\n"
 
 

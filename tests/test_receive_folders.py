@@ -211,6 +211,30 @@ async def test_folders_are_created_off_the_event_loop(
     ]  # fmt: skip
 
 
+async def test_a_refused_request_is_removed_off_the_event_loop(
+    client: Callable[..., httpx.AsyncClient], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Up to MAX_FILES files and MAX_NEW_FOLDERS folders to remove: not on the loop either.
+    monkeypatch.setattr(upload_module, "MAX_NEW_FOLDERS", 6)
+    calls: list[tuple[str, bool]] = []
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def call_off_loop(*args: Any, **kwargs: Any) -> Any:
+            calls.append((name, _on_event_loop()))
+            return real(*args, **kwargs)
+
+        return call_off_loop
+
+    monkeypatch.setattr(os, "rmdir", spy("rmdir", os.rmdir))
+    monkeypatch.setattr(os, "unlink", spy("unlink", os.unlink))
+    body, headers = multipart(["a/b/c/1.txt", "d/e/f/2.txt", "g/3.txt"])
+    async with client() as c:
+        r = await c.post(f"/{TOKEN}/", content=body, headers=headers)
+        assert r.status_code == 413
+    assert listing(tmp_path) == []
+    assert sorted(calls) == [("rmdir", False)] * 6 + [("unlink", False)] * 2
+
+
 class _HeldMkdir:
     """`os.mkdir` that waits, in its thread, until the test lets it go."""
 
@@ -242,7 +266,7 @@ async def test_stopping_while_folders_are_made_leaves_nothing(
     site = ReceiveSite(ReceiveOptions(root=tmp_path, token=TOKEN), SiteContext(quiet=True))
     task = await _put_held(site, held)
     # The worker stops while the thread is inside mkdir: the cleanup waits for it.
-    site.shutdown()
+    await site.shutdown()
     held.release.set()
     status, _, _ = await task
     assert status == 503

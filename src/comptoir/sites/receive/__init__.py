@@ -75,7 +75,7 @@ def build(options: ReceiveOptions, context: SiteContext) -> ReceiveSite:
 
 async def shutdown(site: ReceiveSite) -> None:
     """Lifespan shutdown: remove the temporary files of uploads still in progress."""
-    site.shutdown()
+    await site.shutdown()
 
 
 def validate(options: ReceiveOptions, server: ServerOptions) -> list[Problem]:

@@ -146,14 +146,14 @@ class ReceiveSite:
                     self.store.incr(self.key + "count", -len(upload.parts))
                 raise
         except ClientGone:
-            upload.abort()
+            await upload.abort()
             self.incomplete += 1
             # Nobody reads this answer; it gives the access log a status that says what happened.
             with contextlib.suppress(Exception):
                 await send_error(scope, send, 400, "Upload incomplete")
             return
         except HTTPError as exc:
-            upload.abort()
+            await upload.abort()
             if body.started and not body.ended:
                 # Refused in the middle of the body (a limit passed): a client still sending
                 # would get a reset, not this answer, if we closed now. Read (and drop) a bounded
@@ -163,7 +163,7 @@ class ReceiveSite:
             headers = {**exc.headers, "Connection": "close"}
             raise HTTPError(exc.status, exc.message, headers) from None
         except BaseException:
-            upload.abort()
+            await upload.abort()
             raise
         finally:
             self.in_flight.discard(upload)
@@ -279,11 +279,11 @@ class ReceiveSite:
             parts.append(f"{n} file{'s' if n > 1 else ''} at most")
         return ", ".join(parts)
 
-    def shutdown(self) -> None:
+    async def shutdown(self) -> None:
         """Lifespan shutdown: remove the temporary files of uploads still in progress, print
         what this worker received (on Ctrl-C as when --count ends the server)."""
         for upload in list(self.in_flight):
-            upload.abort()
+            await upload.abort()
             self.incomplete += 1
         n = self.files_received
         incomplete = f", {self.incomplete} incomplete" if self.incomplete else ""

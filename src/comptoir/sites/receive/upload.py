@@ -11,7 +11,8 @@ remove every temporary file and every folder the request created.
 
 Folders a request creates are bounded (MAX_DEPTH levels, MAX_NEW_FOLDERS a request) and count
 against --max-total (FOLDER_BYTES each): a small body naming thousands of paths must not fill
-the disk with folders nobody counted. They are made in a thread, a `mkdir` per level.
+the disk with folders nobody counted. They are made, and a failed request's files and folders
+removed, in a thread: a system call each, by the thousand, would stall every other request.
 """
 
 from __future__ import annotations
@@ -335,7 +336,7 @@ class Upload:
             self._making_folders = False
             if self.done:
                 # Aborted while the thread worked: the cleanup it waited for happens now.
-                self._remove()
+                await _in_thread_to_its_end(self._remove)
         if self.done:
             raise HTTPError(503, "The server is stopping")
 
@@ -416,16 +417,18 @@ class Upload:
         self._close()
         return [Saved(p.relative, p.size, p.sent_as) for p in self.parts]
 
-    def abort(self) -> None:
+    async def abort(self) -> None:
         """Remove everything this request wrote; give back its share of --max-total."""
         if self.done:
             return
         self.done = True
         if not self._making_folders:
             # Else the thread works with our descriptors: `open` removes all once it is done.
-            self._remove()
+            # Up to MAX_FILES files and MAX_NEW_FOLDERS folders: in a thread too.
+            await _in_thread_to_its_end(self._remove)
 
     def _remove(self) -> None:
+        """Remove the files and folders of this request (blocking: called in a thread)."""
         for part in self.parts:
             part.discard()
         if self._root_fd is not None:
