@@ -24,7 +24,7 @@ from comptoir.errors import ClientGone, HTTPError
 from comptoir.fastpath import FastPath
 from comptoir.hosts import HostRouter, Route, normalize_host, normalize_mount
 from comptoir.http.errors import send_error
-from comptoir.http.reuse import REUSE, Reusable
+from comptoir.http.reuse import REUSE, Computed, Reusable
 from comptoir.security import secure_site
 from comptoir.sites import AnyKind, SiteContext, get_kind
 from comptoir.state import open_store
@@ -44,7 +44,7 @@ class WorkerApp:
 
     - the kinds' lifespan hooks;
     - the fast path (fastpath.py): an answer a site offered for reuse is sent again from memory,
-      without the layers below;
+      or computed again by the site's function (echo's /get), without the layers below;
     - the access log line of each request (accesslog.py formats it);
     - errors, in one place: a kind's unexpected exception becomes a logged 500 with a short body
       (never a traceback to the client), a client that went away (`ClientGone`, Starlette's
@@ -81,25 +81,25 @@ class WorkerApp:
         started_at = access_log.clock() if access_log is not None else 0.0
         fast = self.fast_path if stype == "http" else None
         if fast is not None:
-            hit = fast.lookup(scope)
-            if hit is not None:
-                entry, conditional = hit
-                decided = fast.plan_for(scope, entry) if conditional else None
-                if not conditional or decided is not None:
-                    status, sent = 200 if decided is None else decided.status, 0
-                    try:
-                        sent = await fast.send(scope, send, entry, decided)
-                    except Exception as exc:
-                        # A server whose send fails mid-answer: nothing more can be sent.
-                        self.log(_error_line(scope, exc))
-                    if access_log is not None:
-                        duration = access_log.clock() - started_at
-                        access_log.log(scope, status, sent, duration, entry.log_target)
-                    return
+            prepared = fast.find(scope)
+            if prepared is not None:
+                status, headers, body, log_target = prepared
+                try:
+                    start = {"type": "http.response.start", "status": status, "headers": headers}
+                    await send(start)
+                    await send({"type": "http.response.body", "body": body})
+                except Exception as exc:
+                    # A server whose send fails mid-answer: nothing more can be sent.
+                    self.log(_error_line(scope, exc))
+                    body = b""
+                if access_log is not None:
+                    duration = access_log.clock() - started_at
+                    access_log.log(scope, status, len(body), duration, log_target)
+                return
         started = False
         status = 0
         sent = 0
-        offer: Reusable | None = None
+        offer: Reusable | Computed | None = None
         kept: list[tuple[bytes, bytes]] | None = None
         body = b""
 
@@ -110,7 +110,7 @@ class WorkerApp:
             if mtype == "http.response.body":
                 chunk = message.get("body", b"")
                 sent += len(chunk)
-                if kept is not None:
+                if kept is not None and type(offer) is Reusable:
                     body += chunk
             elif mtype == "http.response.start":
                 status = message["status"]
@@ -152,9 +152,12 @@ class WorkerApp:
                 # A client that already left cannot be refused: nothing to answer then.
                 with contextlib.suppress(Exception):
                     await tracked({"type": "websocket.close", "code": 1008})
-            elif kept is not None and offer is not None and status == 200 and fast is not None:
-                target = access_log.target(scope) if access_log is not None else None
-                fast.keep(scope, kept, body, offer, target)
+            elif kept is not None and status == 200 and fast is not None:
+                if type(offer) is Reusable:
+                    target = access_log.target(scope) if access_log is not None else None
+                    fast.keep(scope, kept, body, offer, target)
+                elif type(offer) is Computed:
+                    fast.keep_computed(scope, kept, offer)
         finally:
             if access_log is not None:
                 duration = access_log.clock() - started_at

@@ -10,6 +10,11 @@ headers and validators included) and body. Until the `Reusable` expires — when
 looked at the disk again — a GET or HEAD of the same host, path and query is answered from that
 entry; with preconditions or a Range, through http/plan.py, the one place deciding those.
 
+An answer computed from the request alone (echo's /get: its query, headers and address) is kept
+the same way, as its final headers and the site's function (`Computed`): a GET of the same host and
+path is answered by calling it, again without the stack between. The function declines (None)
+what it would not answer exactly as the site does; the full stack answers those.
+
 What never comes from here: anything a password protects (no fast path at all then; the app
 builds none), answers that vary with other request headers (precompressed siblings, --compress),
 listings, errors, redirects, writes, WebSockets, multipart ranges and refused preconditions
@@ -18,14 +23,15 @@ listings, errors, redirects, writes, WebSockets, multipart ranges and refused pr
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from comptoir.http.files import FILE_REQUEST_HEADERS, request_headers
 from comptoir.http.plan import Plan, Representation, plan
-from comptoir.http.reuse import Reusable
-from comptoir.types import Scope, Send
+from comptoir.http.reuse import Computed, Reusable
+from comptoir.types import Scope
 
 # Request headers that make an answer differ: preconditions and ranges (a reusable answer has no
 # other variant, Accept-Encoding included).
@@ -50,6 +56,8 @@ MAX_KEY = 2048
 
 Key = tuple[bytes, bytes, bytes]
 Headers = list[tuple[bytes, bytes]]
+# What the outer app sends: status, headers, body, and the access log's target if already known.
+Prepared = tuple[int, Headers | tuple[tuple[bytes, bytes], ...], bytes, str | None]
 
 
 @dataclass(slots=True)
@@ -64,19 +72,27 @@ class Entry:
     log_target: str | None = None
 
 
+@dataclass(slots=True)
+class ComputedEntry:
+    """One kept computed answer: its final headers (Content-Length at `length_at`), the function."""
+
+    headers: tuple[tuple[bytes, bytes], ...]
+    length_at: int
+    answer: Callable[[Scope], bytes | None]
+
+
 class FastPath:
-    """Kept answers by (Host, raw path, query), and the answering from them."""
+    """Kept answers by (Host, raw path, query), computed ones by (Host, raw path); the answering
+    from them."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self.clock = clock
         self.entries: dict[Key, Entry] = {}
+        self.computed: dict[tuple[bytes, bytes], ComputedEntry] = {}
         self._bytes = 0
 
-    def lookup(self, scope: Scope) -> tuple[Entry, bool] | None:
-        """(entry, conditional) for a GET or HEAD this can answer, else None.
-
-        `conditional`: the request carries preconditions or a Range (planned by http/plan.py).
-        """
+    def find(self, scope: Scope) -> Prepared | None:
+        """The whole answer to a GET or HEAD this can answer, else None (the full stack will)."""
         method = scope["method"]
         if method != "GET" and method != "HEAD":
             return None
@@ -84,12 +100,19 @@ class FastPath:
         if key is None:
             return None
         entry = self.entries.get(key)
-        if entry is None:
-            return None
-        if self.clock() >= entry.until:
-            self._drop(key)
-            return None
-        return entry, conditional
+        if entry is not None:
+            if self.clock() >= entry.until:
+                self._drop(key)
+                return None
+            decided = self.plan_for(scope, entry) if conditional else None
+            if conditional and decided is None:
+                return None
+            return self.prepare(scope, entry, decided)
+        if self.computed and method == "GET":
+            found = self.computed.get((key[0], key[1]))
+            if found is not None:
+                return _compute(scope, found)
+        return None
 
     def plan_for(self, scope: Scope, entry: Entry) -> Plan | None:
         """The plan for a conditional request, if the fast path sends that kind of answer."""
@@ -98,27 +121,20 @@ class FastPath:
             return decided
         return None  # several ranges, 412, 416: the full stack frames those
 
-    async def send(self, scope: Scope, send: Send, entry: Entry, decided: Plan | None) -> int:
-        """Send the answer; the number of body bytes (for the access log)."""
+    def prepare(self, scope: Scope, entry: Entry, decided: Plan | None) -> Prepared:
+        """The answer to send from a kept entry, as planned."""
         head = scope["method"] == "HEAD"
         if decided is None or decided.status == 200:
-            await send({"type": "http.response.start", "status": 200, "headers": entry.headers})
-            body = b"" if head else entry.body
-            await send({"type": "http.response.body", "body": body})
-            return len(body)
+            return 200, entry.headers, b"" if head else entry.body, entry.log_target
         if decided.status == 304:
             headers = [h for h in entry.headers if h[0] in _NOT_MODIFIED]
-            await send({"type": "http.response.start", "status": 304, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
-            return 0
+            return 304, headers, b"", entry.log_target
         (start, end), size = decided.ranges[0], entry.rep.size
         headers = [h for h in entry.headers if h[0] != b"content-length"]
         headers.append((b"content-range", f"bytes {start}-{end}/{size}".encode()))
         headers.append((b"content-length", str(end - start + 1).encode()))
-        await send({"type": "http.response.start", "status": 206, "headers": headers})
         body = b"" if head else entry.body[start : end + 1]
-        await send({"type": "http.response.body", "body": body})
-        return len(body)
+        return 206, headers, body, entry.log_target
 
     def keep(
         self,
@@ -148,6 +164,20 @@ class FastPath:
         self.entries[key] = entry
         self._bytes += size
 
+    def keep_computed(self, scope: Scope, headers: Headers, offer: Computed) -> None:
+        """Keep the headers of a computed answer the full stack just sent to a GET, and its
+        function."""
+        key, _ = _request_key(scope)
+        if key is None or sum(len(part) for part in key[:2]) > MAX_KEY:
+            return
+        length_at = next((i for i, h in enumerate(headers) if h[0] == b"content-length"), None)
+        if length_at is None:
+            return  # framed otherwise (chunked): not what the fast path sends
+        if len(self.entries) + len(self.computed) >= MAX_ENTRIES:
+            # Few paths compute their answers; spellings of a host are what could fill this.
+            self.computed.clear()
+        self.computed[(key[0], key[1])] = ComputedEntry(tuple(headers), length_at, offer.answer)
+
     def _drop_expired(self) -> None:
         now = self.clock()
         for key in [k for k, e in self.entries.items() if now >= e.until]:
@@ -157,6 +187,18 @@ class FastPath:
         old = self.entries.pop(key, None)
         if old is not None:
             self._bytes -= _held(key, old)
+
+
+def _compute(scope: Scope, entry: ComputedEntry) -> Prepared | None:
+    body = None
+    # A function that fails declines: the full stack then answers (and reports) the same request.
+    with contextlib.suppress(Exception):
+        body = entry.answer(scope)
+    if body is None:
+        return None
+    headers = list(entry.headers)
+    headers[entry.length_at] = (b"content-length", str(len(body)).encode())
+    return 200, headers, body, None
 
 
 def _request_key(scope: Scope) -> tuple[Key | None, bool]:

@@ -30,7 +30,7 @@ class _NotPlain(Exception):
     """A value pretty_json leaves to the json module (a dict with keys that are not strings)."""
 
 
-def _pretty(obj: Any, indent: str) -> str:
+def pretty_at(obj: Any, indent: str) -> str:
     if isinstance(obj, str):
         return _json_string(obj)
     if isinstance(obj, dict):
@@ -47,14 +47,14 @@ def _pretty(obj: Any, indent: str) -> str:
                 raise _NotPlain
             v = obj[k]
             # Most values are strings (headers, args): no recursive call for them.
-            shown = _json_string(v) if type(v) is str else _pretty(v, inner)
+            shown = _json_string(v) if type(v) is str else pretty_at(v, inner)
             lines.append(f"{inner}{_json_string(k)}: {shown}")
         return "{\n" + ",\n".join(lines) + f"\n{indent}}}"
     if isinstance(obj, list | tuple):
         if not obj:
             return "[]"
         inner = indent + "  "
-        return "[\n" + ",\n".join(inner + _pretty(v, inner) for v in obj) + f"\n{indent}]"
+        return "[\n" + ",\n".join(inner + pretty_at(v, inner) for v in obj) + f"\n{indent}]"
     # Numbers, booleans, None: exactly as the json module writes them.
     return json.dumps(obj)
 
@@ -67,7 +67,7 @@ def pretty_json(obj: Any) -> str:
     """
     try:
         try:
-            return _pretty(obj, "")
+            return pretty_at(obj, "")
         except _NotPlain:
             return json.dumps(obj, indent=2, sort_keys=True)
     except RecursionError:
