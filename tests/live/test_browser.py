@@ -81,3 +81,22 @@ def test_browse_listing_follow_folder_and_open_an_odd_file(browser: Any, tmp_pat
             )
         finally:
             page.close()
+
+
+def test_a_missing_page_is_styled_and_leads_back(browser: Any, tmp_path: Path) -> None:
+    (tmp_path / "top.txt").write_text("top")
+    with live_server("serve", str(tmp_path)) as srv:
+        page = browser.new_page()
+        try:
+            response = page.goto(srv.url + "gone/<b>away</b>.html")
+            assert response is not None and response.status == 404
+            assert page.title() == "Not found"
+            # The stylesheet loads under the page's strict CSP, and the path reads as asked.
+            color = page.evaluate("getComputedStyle(document.body).backgroundColor")
+            assert color != "rgba(0, 0, 0, 0)"
+            assert page.locator("code.path").inner_text() == "/gone/<b>away</b>.html"
+            page.get_by_role("link", name="Back to the front page").click()
+            page.wait_for_url(srv.url)
+            assert page.title() == "Index of /"
+        finally:
+            page.close()
