@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -226,6 +227,35 @@ def test_limits(tmp_path: Path) -> None:
         small.write_bytes(b"s" * 1024 * 1024)
         assert curl("-T", str(small), srv.url) == "saved: small.bin (1048576 bytes)\n"
     assert files_under(inbox) == ["small.bin"]
+
+
+def test_paths_making_thousands_of_folders_are_refused(tmp_path: Path) -> None:
+    # As reported (issue 10, item 3): a small chunked multipart body of 1,000 files, each 32
+    # levels deep, made 32,000 folders that --max-total did not count.
+    names = ["/".join([f"t{i}", *(f"d{j}" for j in range(31)), "f"]) for i in range(1000)]
+    body = b"".join(
+        f"--BB\r\nContent-Disposition: form-data; name=f; filename={n}\r\n\r\nx\r\n".encode()
+        for n in names
+    )
+    body += b"--BB--\r\n"
+
+    def chunked() -> Iterator[bytes]:
+        for start in range(0, len(body), 16 * 1024):
+            yield body[start : start + 16 * 1024]
+
+    with live_server("receive", str(tmp_path)) as srv:
+        headers = {"Content-Type": "multipart/form-data; boundary=BB"}
+        r = httpx.post(srv.url, content=chunked(), headers=headers, timeout=30)
+        assert (r.status_code, r.text) == (
+            413,
+            "Too many new folders in one request (at most 1000)\n",
+        )
+        assert wait_for_listing(tmp_path, []) == []
+    with live_server("receive", str(tmp_path), "--max-total", "10K") as srv:
+        # Each new folder counts 4 KiB against --max-total: two fit in 10 KiB, not three.
+        assert httpx.put(srv.url + "a/b/c/x.txt", content=b"x").status_code == 413
+        assert httpx.put(srv.url + "a/b/x.txt", content=b"x").status_code == 201
+    assert files_under(tmp_path) == ["a", "a/b", "a/b/x.txt"]
 
 
 def test_count_2_exits_by_itself(tmp_path: Path) -> None:
