@@ -293,7 +293,7 @@ def build_app(
         # Security sits inside the router, so it sees each site's own paths (its login page is
         # `<mount>/.comptoir/login`); the shared assets are answered in front of the password,
         # which the login page itself needs.
-        guarded = secure_site(app, config.server, store, assets)
+        guarded = secure_site(app, config.server, store, assets, site.name)
         routes.append(Route(guarded, hosts, mount, site.default))
     access_log = None
     if not config.server.quiet:

@@ -7,6 +7,7 @@ docs cannot drift apart. Every option can also come from a `COMPTOIR_<NAME>` var
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -193,7 +194,7 @@ def run(ctx: click.Context, /, sites_file: Path, **values: Any) -> None:
     Each [[site]] answers on its host names and path; options given here (or as COMPTOIR_*
     variables) override the file's [server] table.
     """
-    from comptoir.sitesfile import load_sites_file
+    from comptoir.sitesfile import load_sites_file, warnings
 
     config = load_sites_file(sites_file)
     # Flags and COMPTOIR_* variables the user gave override the file's [server] table.
@@ -204,7 +205,18 @@ def run(ctx: click.Context, /, sites_file: Path, **values: Any) -> None:
         in (click.core.ParameterSource.COMMANDLINE, click.core.ParameterSource.ENVIRONMENT)
     }
     server = dataclasses.replace(config.server, **given)
-    run_config(dataclasses.replace(config, server=server))
+    config = dataclasses.replace(config, server=server)
+    for line in warnings(config, password=_has_password(server)):
+        click.echo(f"comptoir: warning: {line}", err=True)
+    run_config(config)
+
+
+def _has_password(server: ServerOptions) -> bool:
+    """True when a password will protect the sites (given any of the ways it can be)."""
+    from comptoir.security.passwords import PASSWORD_ENV
+
+    given = server.password or server.password_file is not None or server.password_hash
+    return bool(given or os.environ.get(PASSWORD_ENV))
 
 
 @cli.command()
@@ -216,7 +228,7 @@ def check(sites_file: Path) -> None:
     """
     from comptoir.security.passwords import password_problems
     from comptoir.server import Server
-    from comptoir.sitesfile import load_sites_file, summary
+    from comptoir.sitesfile import load_sites_file, summary, warnings
 
     config = load_sites_file(sites_file)
     # The server's own checks too (TLS files, the password's file or hash): everything `run`
@@ -234,6 +246,8 @@ def check(sites_file: Path) -> None:
         load_user_certificate(server.cert, server.key, server.key_password)
     # Loaded again: what differs between the two loads (a random token) is shown as such.
     click.echo(summary(config, str(sites_file), redrawn=load_sites_file(sites_file)))
+    for line in warnings(config, password=_has_password(server)):
+        click.echo(f"warning: {line}")
 
 
 @cli.command()

@@ -452,3 +452,47 @@ def _opens_multiline_string(value: str) -> str | None:
         if value.startswith(delimiter) and value.count(delimiter) % 2 == 1:
             return delimiter
     return None
+
+
+def warnings(config: Config, *, password: bool) -> list[str]:
+    """What `check` and `run` point out in a valid file: with a password, an echo site sharing a
+    host name with another site.
+
+    The other site's session cookie then reaches echo too (a cookie is for a host name, any port,
+    and a Path=/ one for every path). Echo shows no comptoir cookie back and sandboxes what a
+    client makes it answer, but a host name of its own leaves it nothing to reach at all.
+    """
+    if not password:
+        return []
+    out = []
+    for echo in (s for s in config.sites if s.kind == "echo"):
+        for other in config.sites:
+            if other is echo:
+                continue
+            shared = _shared_host(echo.hosts, other.hosts)
+            if shared is not None:
+                out.append(
+                    f"echo site {echo.name!r} shares {shared} with {other.name!r}, which the"
+                    " password protects: give echo a host name of its own"
+                )
+                break
+    return out
+
+
+def _shared_host(a: tuple[str, ...], b: tuple[str, ...]) -> str | None:
+    """A host name both lists answer ("any host" when one answers every name), or None."""
+    if not a or not b:
+        return "any host" if not a and not b else (b or a)[0]
+    for x in a:
+        for y in b:
+            if x == y or _covers(x, y) or _covers(y, x):
+                return x if not x.startswith("*.") else y
+    return None
+
+
+def _covers(wildcard: str, name: str) -> bool:
+    """True when `*.example.test` answers `name` (or both are wildcards of one tree)."""
+    if not wildcard.startswith("*."):
+        return False
+    parent = wildcard[1:]  # ".example.test"
+    return name.endswith(parent) or name == wildcard

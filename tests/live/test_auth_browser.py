@@ -69,7 +69,7 @@ def test_login_theme_and_logout_without_javascript(browser: Any, tmp_path: Path)
             assert page.title() == "Index of /sub/"
 
             cookies = {c["name"]: c for c in context.cookies()}
-            session = cookies["comptoir_session"]
+            session = cookies["comptoir_session_static"]
             assert session["httpOnly"] is True
             assert session["sameSite"] == "Lax"
             assert session["path"] == "/"

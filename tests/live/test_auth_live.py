@@ -153,15 +153,15 @@ def test_sessions_and_login_limit_hold_across_two_workers_under_tls(tmp_path: Pa
                 data={"csrf_token": match.group(1), "next": "/a.txt", "password": "s3cret"},
             )
             assert r.status_code == 303
-            session_id = browser.cookies["comptoir_session"]
-            cookie = f"comptoir_session={session_id}; Path=/; HttpOnly; Secure; SameSite=Lax"
+            session_id = browser.cookies["comptoir_session_static"]
+            cookie = f"comptoir_session_static={session_id}; Path=/; HttpOnly; Secure; SameSite=Lax"
             assert cookie in r.headers.get_list("set-cookie")
         # Twenty requests, each on a new connection: whichever worker answers knows the session.
         for _ in range(20):
             r = httpx.get(
                 srv.url + "a.txt",
                 verify=context,
-                cookies={"comptoir_session": session_id},
+                cookies={"comptoir_session_static": session_id},
                 headers={"Connection": "close"},
             )
             assert r.status_code == 200 and r.text == "a\n"
@@ -175,5 +175,7 @@ def test_sessions_and_login_limit_hold_across_two_workers_under_tls(tmp_path: Pa
         assert blocked.status_code == 429
         assert 0 < int(blocked.headers["retry-after"]) <= 300
         # A browser already logged in is not affected.
-        r = httpx.get(srv.url + "a.txt", verify=context, cookies={"comptoir_session": session_id})
+        r = httpx.get(
+            srv.url + "a.txt", verify=context, cookies={"comptoir_session_static": session_id}
+        )
         assert r.status_code == 200

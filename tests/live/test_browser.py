@@ -6,6 +6,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -98,5 +99,24 @@ def test_a_missing_page_is_styled_and_leads_back(browser: Any, tmp_path: Path) -
             page.get_by_role("link", name="Back to the front page").click()
             page.wait_for_url(srv.url)
             assert page.title() == "Index of /"
+        finally:
+            page.close()
+
+
+def test_html_a_client_makes_echo_answer_runs_no_script(browser: Any) -> None:
+    # /response-headers answers the client's HTML (httpbin's behaviour); without the sandbox a
+    # link to it ran the script in the host's origin, next to password-protected sites.
+    script = "<script>document.title='ran';document.cookie='planted=1;path=/'</script>"
+    with live_server("echo") as srv:
+        page = browser.new_page()
+        try:
+            query = urlencode({"Content-Type": "text/html", "x": script})
+            response = page.goto(srv.url + "response-headers?" + query)
+            assert response is not None and response.status == 200
+            # The page is the client's HTML, script element included, as httpbin answers it.
+            assert page.locator("script").count() == 1
+            assert page.title() != "ran"
+            assert page.context.cookies() == []
+            assert response.headers["content-security-policy"] == "sandbox"
         finally:
             page.close()

@@ -77,3 +77,26 @@ def delete_cookie(
 ) -> tuple[bytes, bytes]:
     """A `Set-Cookie` header removing a cookie (same attributes, `Max-Age=0`)."""
     return set_cookie(name, "", max_age=0, http_only=http_only, secure=secure, path=path)
+
+
+# What names comptoir's own cookies (session, login form, theme): an echo site neither shows
+# them (/cookies, /headers, /dump/request…) nor sets them.
+OWN_PREFIX = b"comptoir_"
+
+
+def is_own_cookie(name: str) -> bool:
+    """True for the name of one of comptoir's own cookies."""
+    return name.strip().encode("latin-1", "replace").startswith(OWN_PREFIX)
+
+
+def without_own_cookies(value: bytes) -> bytes | None:
+    """A Cookie header's value without comptoir's own cookies (None when nothing is left).
+
+    A page the client chose (echo) must not read an HttpOnly session cookie back: a browser sends
+    a host's cookies to every port and, for a Path=/ cookie, to every path of it.
+    """
+    if OWN_PREFIX not in value:
+        return value
+    kept = [p for p in value.split(b";") if not p.lstrip().startswith(OWN_PREFIX)]
+    joined = b";".join(kept).lstrip()
+    return joined or None

@@ -11,9 +11,15 @@ if TYPE_CHECKING:
 
 
 def secure_site(
-    app: ASGIApp, options: ServerOptions, store: StateStore, assets: ASGIApp | None = None
+    app: ASGIApp,
+    options: ServerOptions,
+    store: StateStore,
+    assets: ASGIApp | None = None,
+    site: str = "",
 ) -> ASGIApp:
-    """Wrap one site: security headers → theme switch and `assets` → password gate (if set)."""
+    """Wrap one site: security headers → theme switch and `assets` → password gate (if set).
+
+    `site` is the site's name: its session cookie is named after it."""
     # Imported here: `comptoir.security.capability` must stay cheap to import on its own.
     from comptoir.security.auth import LOGIN_PATH, LOGOUT_PATH, AuthSettings, PasswordGate
     from comptoir.security.headers import SecurityHeaders
@@ -28,6 +34,7 @@ def secure_site(
             secure=secure,
             idle=options.session_idle,
             absolute=options.session_max,
+            site=site,
         )
         app = PasswordGate(app, settings, store)
     app = ThemeSwitch(app, secure=secure, assets=assets, passed=passed)

@@ -22,6 +22,10 @@ from `page_state().csrf_token`; base.html puts it in `<meta name="csrf-token">` 
 
 Capability URLs stay a second factor: the gate asks for the password on any path, whether its
 token is right or not, and the site answers 404 for a wrong token only after the login.
+
+Each site has its own session cookie, named after the site (`session_cookie_name`) and scoped to
+its mount path: a browser sends it to that site only, not to the other sites of the host name
+(an echo site under /echo would show it), and a login to one site is not a login to another.
 """
 
 from __future__ import annotations
@@ -89,6 +93,23 @@ class AuthSettings:
     # Failed logins of all clients together per window, then pauses (security/sessions.py).
     login_ceiling: int = 20
     login_ceiling_window: float = 60.0
+    # The site the gate guards (its name in the config): its session cookie is named after it.
+    site: str = ""
+
+
+def session_cookie_name(site: str) -> str:
+    """The session cookie of a site: `comptoir_session_<site>` (a digest of the name when it is
+    not a plain token), `comptoir_session` for a gate with no site name."""
+    if not site:
+        return SESSION_COOKIE
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", site):
+        site = hashlib.sha256(site.encode()).hexdigest()[:12]
+    return f"{SESSION_COOKIE}_{site}"
+
+
+def _cookie_path(scope: Scope) -> str:
+    """The path a site's session cookie is scoped to: its mount ("/" at the root)."""
+    return str(scope.get("root_path", "")) or "/"
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -247,6 +268,7 @@ class PasswordGate:
             ceiling_window=settings.login_ceiling_window,
         )
         self.clock = clock
+        self.cookie = session_cookie_name(settings.site)
         self._mac_key = secrets.token_bytes(32)
         self._accepted: dict[bytes, float] = {}
         self._pending: dict[bytes, asyncio.Future[bool]] = {}
@@ -395,7 +417,7 @@ class PasswordGate:
         Each value is checked, not just the first: a cookie of the same name that another site of
         the host planted with a longer path comes first, and must not lock the user out.
         """
-        for session_id in request_cookie_values(scope, SESSION_COOKIE):
+        for session_id in request_cookie_values(scope, self.cookie):
             session = self.sessions.get(session_id) if session_id else None
             if session is not None:
                 return session_id, session
@@ -445,7 +467,9 @@ class PasswordGate:
             return
         session_id, _ = self.sessions.create()
         headers = [
-            set_cookie(SESSION_COOKIE, session_id, secure=self.settings.secure),
+            set_cookie(
+                self.cookie, session_id, secure=self.settings.secure, path=_cookie_path(scope)
+            ),
             delete_cookie(LOGIN_COOKIE, secure=self.settings.secure, path=self._login_url(scope)),
         ]
         await _send_redirect(send, next_url, headers)
@@ -507,7 +531,8 @@ class PasswordGate:
                 await send_error(scope, send, 403, "Missing or wrong CSRF token")
                 return
             self.sessions.end(session_id)
-        headers = [delete_cookie(SESSION_COOKIE, secure=self.settings.secure)]
+        path = _cookie_path(scope)
+        headers = [delete_cookie(self.cookie, secure=self.settings.secure, path=path)]
         await _send_redirect(send, self._login_url(scope), headers)
 
 

@@ -29,6 +29,7 @@ JSON_HEADERS = (
     (b"content-length", b"0"),
     (b"content-type", b"application/json"),
     (b"access-control-allow-origin", b"*"),
+    (b"content-security-policy", b"sandbox"),
 )
 # Request headers that announce a body: its size must be checked, so the full stack answers.
 _BODY_HEADERS = (b"content-length", b"transfer-encoding")

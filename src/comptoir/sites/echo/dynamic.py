@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comptoir.errors import HTTPError
+from comptoir.http.cookies import without_own_cookies
 from comptoir.settings import parse_duration
 from comptoir.sites.echo.context import EchoContext, echo_context
 from comptoir.sites.echo.endpoints import ALL_METHODS, GET_KEYS
@@ -317,7 +318,11 @@ async def dump_request(request: Request) -> Response:
     # In bytes throughout, as they came: nothing to decode, nothing that fails to encode.
     start = f"{request.method} ".encode("latin-1", "replace")
     lines = [start + raw_request_target(request) + f" HTTP/{version}".encode("latin-1", "replace")]
-    lines += [k + b": " + v for k, v in request.scope["headers"]]
+    for k, v in request.scope["headers"]:
+        # comptoir's own cookies (a session) are never shown back.
+        shown = without_own_cookies(v) if k.lower() == b"cookie" else v
+        if shown is not None:
+            lines.append(k + b": " + shown)
     head = b"\r\n".join(lines) + b"\r\n\r\n"
     return Response(head + body, media_type="text/plain; charset=utf-8")
 

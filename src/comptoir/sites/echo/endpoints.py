@@ -20,6 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from comptoir.errors import HTTPError
+from comptoir.http.cookies import is_own_cookie as own
 from comptoir.sites.echo.context import echo_context
 from comptoir.sites.echo.inspection import (
     base_url,
@@ -182,6 +183,8 @@ async def response_headers(request: Request) -> Response:
         if name.lower() == "content-type":
             content_type = value
             continue
+        if name.lower() == "set-cookie" and own(value.partition("=")[0]):
+            raise HTTPError(400, "comptoir's own cookies cannot be set here")
         extra.append((name, header_text(value)))
     # The body lists the headers, Content-Length included: iterate until that length is stable.
     length = 0
@@ -266,7 +269,7 @@ def _first(value: str | list[str] | None) -> str | None:
 
 async def cookies(request: Request) -> Response:
     """The cookies the client sent."""
-    found = parse_cookies(header(request, "cookie"))
+    found = {k: v for k, v in parse_cookies(header(request, "cookie")).items() if not own(k)}
     if query_value(request, "show_env") is None:
         found = {k: v for k, v in found.items() if k not in ENV_COOKIES}
     return json_response({"cookies": found})
@@ -280,6 +283,9 @@ def _cookie_path(request: Request) -> str:
 def _to_cookies(request: Request, pairs: list[tuple[str, str]], *, delete: bool) -> Response:
     response = redirect(echo_context(request).prefix + "/cookies")
     path = _cookie_path(request)
+    for name, _ in pairs:
+        if own(name):
+            raise HTTPError(400, f"{name} is comptoir's own cookie: echo does not set it")
     for name, value in dict(pairs).items():
         response.headers.append(
             "set-cookie", header_text(cookie_header(name, value, path, delete=delete))

@@ -20,6 +20,7 @@ from python_multipart.multipart import parse_options_header
 from starlette.requests import HTTPConnection, Request
 
 from comptoir.errors import HTTPError
+from comptoir.http.cookies import without_own_cookies
 from comptoir.http.numbers import parse_decimal
 from comptoir.sites.echo.context import echo_context
 from comptoir.sites.starlette import route_path, route_raw_path
@@ -135,6 +136,11 @@ def request_headers(conn: HTTPConnection, *, hide_env: bool = True) -> dict[str,
         if hide_env and k.lower() in ENV_HEADERS:
             continue
         name = header_name(k)
+        if name == "Cookie":
+            # comptoir's own cookies (a session) are never shown back.
+            v = without_own_cookies(v)
+            if v is None:
+                continue
         value = v.decode("latin-1")
         if name in out:
             # A WSGI server folds repeated headers into one; cookies fold with "; ".

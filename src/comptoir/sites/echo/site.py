@@ -7,7 +7,9 @@ module wraps them with what every answer shares:
 - every answer carries `Access-Control-Allow-Origin: *` (error answers too: the adapter answers
   through this site's `send`) and OPTIONS answers CORS preflights, as httpbin does — but never
   `Allow-Credentials`: an echo site may share a host with sites whose cookies must stay private,
-  and a credentialed cross-origin read of /cookies would reveal them.
+  and a credentialed cross-origin read of /cookies would reveal them;
+- every answer but comptoir's own pages carries `Content-Security-Policy: sandbox` (`SANDBOX`);
+- comptoir's own cookies are never shown back (http/cookies.without_own_cookies) nor set.
 
 Paths without parameters (/headers, /uuid...) are found by a dict lookup instead of Starlette's
 walk through every route's regex. /get, /headers, /ip and /user-agent, computed from the request
@@ -31,8 +33,16 @@ from comptoir.sites.echo import EchoOptions, auth, computed, dynamic, endpoints,
 from comptoir.sites.echo.context import SCOPE_KEY, EchoContext
 from comptoir.sites.starlette import StarletteSite, route_path, starlette_scope
 from comptoir.types import Message, Receive, Scope, Send
+from comptoir.web.page import current_page
 
 PREFLIGHT_METHODS = b"GET, POST, PUT, DELETE, PATCH, OPTIONS"
+CORS = (b"access-control-allow-origin", b"*")
+# On every answer but comptoir's own pages (which have their strict policy): what a client makes
+# echo answer (/response-headers?Content-Type=text/html&x=<script>…, /base64/…) is shown by a
+# browser in a sandbox — no script, no form, an origin of its own — never as a page of this host,
+# whose other sites' cookies and pages it could otherwise reach. A policy the client adds itself
+# (/response-headers) only narrows this one: browsers enforce every policy they get.
+SANDBOX = (b"content-security-policy", b"sandbox")
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -123,7 +133,9 @@ class EchoSite:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"access-control-allow-origin" for k, _ in headers):
-                    headers.append((b"access-control-allow-origin", b"*"))
+                    headers.append(CORS)
+                if not current_page().rendered:
+                    headers.append(SANDBOX)
                 message = {**message, "headers": headers}
             await send(message)
 
