@@ -9,6 +9,7 @@ whether it was counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 import zlib
@@ -246,3 +247,95 @@ async def test_a_client_leaving_right_after_the_last_byte_is_counted(
         # The client holds every byte: that was its one download.
         again = await client.get(base + url, headers=CURL)
         assert again.status_code == 410, url
+
+
+async def _stalled_client(site: ShareSite, path: str) -> asyncio.Task[None]:
+    """GET `path` as a client that reads the first chunk and then nothing: the server's next
+    `send` of body never returns (as granian's, once the socket's buffers are full)."""
+    started = asyncio.Event()
+    never = asyncio.Event()
+
+    async def receive() -> Message:
+        await never.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body" and started.is_set():
+            await never.wait()
+        if message["type"] == "http.response.body":
+            started.set()
+
+    task = asyncio.create_task(site(http_scope(path, CURL), receive, send))
+    await asyncio.wait_for(started.wait(), 5)
+    return task
+
+
+async def test_a_client_that_stops_reading_loses_its_once_slot(
+    make_share: Make, tree: Path
+) -> None:
+    # The issue's reproduction: with --once, a reader that stalled held the one slot, and every
+    # other client got 410 "already downloaded" though nothing had been downloaded.
+    (tree / "photos" / "big.bin").write_bytes(os.urandom(3 * 256 * 1024))
+    site, client, base = make_share(("photos", "report.pdf"), once=True, stall_timeout=0.2)
+    url = base + "f/photos/big.bin"
+    stalled = await _stalled_client(site, url)
+    # While it may still resume reading, it holds the slot.
+    assert (await client.get(url, headers=CURL)).status_code == 410
+    # No progress for the stall timeout: cut, and the slot is free again.
+    await asyncio.wait_for(stalled, 5)
+    r = await client.get(url, headers=CURL)
+    assert r.status_code == 200 and r.content == (tree / "photos" / "big.bin").read_bytes()
+    # That one completed: the link is used up.
+    assert (await client.get(url, headers=CURL)).status_code == 410
+
+
+async def test_a_dead_worker_s_slot_comes_back_after_its_lease(tree: Path) -> None:
+    # A worker killed mid-transfer gives nothing back itself; its lease, no longer renewed,
+    # expires. One alive renews its lease for as long as the transfer lasts.
+    from comptoir.clock import ManualClock
+    from comptoir.sites.share.limits import LEASE_TTL, DownloadSlots, Gone
+
+    clock = ManualClock()
+    store = StateStore(clock=clock.time)
+    slots = DownloadSlots(store, "s", 1, None, clock.time)
+    dead = slots.take("f")
+    assert dead is not None
+    with pytest.raises(Gone):
+        slots.take("f")
+    clock.advance(LEASE_TTL - 1)
+    with pytest.raises(Gone):
+        slots.take("f")
+    clock.advance(2)  # the dead worker never renewed
+    alive = slots.take("f")
+    assert alive is not None
+    for _ in range(10):
+        clock.advance(LEASE_TTL / 3)
+        slots.renew(alive)
+        with pytest.raises(Gone):
+            slots.take("f")
+    # Completed: held for good, and counted.
+    assert slots.complete("f", alive) == 1
+    clock.advance(10 * LEASE_TTL)
+    with pytest.raises(Gone):
+        slots.take("f")
+    assert slots.used_up("f")
+
+
+async def test_a_transfer_in_flight_renews_its_slot(
+    make_share: Make, tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comptoir.sites.share import download
+
+    monkeypatch.setattr(download, "LEASE_TTL", 0.06)
+    (tree / "photos" / "big.bin").write_bytes(os.urandom(3 * 256 * 1024))
+    site, _, base = make_share(("photos", "report.pdf"), once=True, stall_timeout=30)
+    renewed: list[str] = []
+    renew = site.slots.renew
+    monkeypatch.setattr(site.slots, "renew", lambda slot: (renewed.append(slot), renew(slot)))
+    url = base + "f/photos/big.bin"
+    stalled = await _stalled_client(site, url)
+    await asyncio.sleep(0.2)
+    stalled.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stalled
+    assert len(renewed) >= 2 and len(set(renewed)) == 1

@@ -53,3 +53,26 @@ def test_expired_keys_never_read_again_are_purged_by_later_writes(tmp_path: Path
     assert rows(store) == 3
     assert store.get("kept") == b"forever" and store.get("one-more") == b"x"
     assert store.get_int("counter") == 1
+
+
+def test_claims_are_leases_on_a_limited_number_of_places(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = StateStore(str(tmp_path / "state.db"), clock=clock)
+    other = StateStore(str(tmp_path / "state.db"), clock=clock)  # another worker's connection
+    assert store.claim("slots:", "slots:a", 2, ttl=30)
+    assert other.claim("slots:", "slots:b", 2, ttl=30)
+    assert not store.claim("slots:", "slots:c", 2, ttl=30)
+    # Keys of other prefixes do not count.
+    assert store.claim("other:", "other:x", 1, ttl=30)
+    # a completes (kept for good), b is renewed, then its holder dies and stops renewing.
+    assert store.expire("slots:a", None)
+    clock.now += 20
+    assert other.expire("slots:b", 30)
+    clock.now += 29
+    assert not store.claim("slots:", "slots:c", 2, ttl=30)
+    clock.now += 2
+    assert not store.expire("slots:b", 30)  # gone: too late to renew
+    assert store.claim("slots:", "slots:c", 2, ttl=30)
+    assert store.delete("slots:c")  # given back
+    assert other.claim("slots:", "slots:d", 2, ttl=30)
+    assert store.keys("slots:") == ["slots:a", "slots:d"]

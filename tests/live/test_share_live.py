@@ -189,6 +189,33 @@ def test_resume_a_cut_download_with_curl_once(tmp_path: Path) -> None:
         assert srv.proc.wait(15) == 0
 
 
+def test_a_reader_that_stalls_loses_the_once_slot_and_its_connection(tmp_path: Path) -> None:
+    # The reproduction: a client that asked and then read nothing held --once's slot,
+    # and everyone else got 410 "already downloaded" though nothing had been downloaded.
+    data = random_file(tmp_path / "big.bin", 64 * MiB)
+    with share_server(str(tmp_path / "big.bin"), "--once", "--stall-timeout", "1s") as srv:
+        parts = urlsplit(srv.url)
+        with socket.socket() as stalled:
+            stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16 * 1024)
+            stalled.connect((parts.hostname, parts.port))
+            stalled.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+            assert stalled.recv(4096).startswith(b"HTTP/1.1 200")
+            # Reading nothing more: the buffers fill, the server's sends wait.
+            time.sleep(0.5)
+            assert httpx.get(srv.url, timeout=5).status_code == 410  # held while it may resume
+            time.sleep(2.5)
+            # Cut after a second without progress: the slot is back, and a real download of the
+            # whole file is the one that counts.
+            assert curl_bytes(srv.url) == data
+            # The stalled client's connection was closed: what was buffered, then the end.
+            stalled.settimeout(10)
+            received = 0
+            while chunk := stalled.recv(1 << 20):
+                received += len(chunk)
+            assert received < len(data)
+        assert srv.proc.wait(15) == 0
+
+
 OUTSIDE = [
     "f/photos/../secret.txt",
     "f/photos/%2e%2e/secret.txt",

@@ -129,6 +129,44 @@ class StateStore:
             finally:
                 self._db.execute("COMMIT")
 
+    def claim(self, prefix: str, key: str, limit: int, ttl: float) -> bool:
+        """Atomically set `key` (under `prefix`), expiring after `ttl`, if fewer than `limit` live
+        keys start with `prefix`; True if it was set.
+
+        A lease on one of `limit` places: its holder renews it (`expire`) while it lives, and a
+        holder that died without giving it back loses it `ttl` seconds later.
+        """
+        now = self.clock()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                (held,) = self._db.execute(
+                    "SELECT COUNT(*) FROM kv WHERE key >= ? AND key < ?"
+                    " AND (expires IS NULL OR expires > ?)",
+                    (prefix, prefix + "\U0010ffff", now),
+                ).fetchone()
+                if held >= limit:
+                    return False
+                self._purge_due(now)
+                self._db.execute(
+                    "INSERT OR REPLACE INTO kv (key, value, expires) VALUES (?, ?, ?)",
+                    (key, b"1", now + ttl),
+                )
+                return True
+            finally:
+                self._db.execute("COMMIT")
+
+    def expire(self, key: str, ttl: float | None) -> bool:
+        """Make a live `key` expire `ttl` seconds from now (never if None); False if it is gone."""
+        now = self.clock()
+        expires = None if ttl is None else now + ttl
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE kv SET expires = ? WHERE key = ? AND (expires IS NULL OR expires > ?)",
+                (expires, key, now),
+            )
+            return cur.rowcount > 0
+
     def get_int(self, key: str) -> int:
         """The integer at `key` (0 if absent or expired)."""
         raw = self.get(key)

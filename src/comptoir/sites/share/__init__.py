@@ -52,6 +52,14 @@ class ShareOptions:
         "Keep the server running when downloads are used up or the link expired.",
         flag_only=True,
     )
+    stall_timeout: float = setting(
+        60.0,
+        "A download that makes no progress this long (the client stopped reading) is cut; with "
+        "--count its download is given back.",
+        parse=parse_duration,
+        minimum=0.001,
+        default_text="60s",
+    )
     archive: ArchiveFormat = setting("zip", "Format of folders and of 'download all'.")
     compress: bool = setting(
         False,

@@ -89,7 +89,9 @@ class ShareSite:
         self._request_shutdown = context.request_shutdown
         self._stopping_key = f"share:{share_id}:stopping"
         stop = _nothing if options.keep else self._stop
-        self.downloads = Downloads(self.slots, self.board, share_id, self._file_units, stop)
+        self.downloads = Downloads(
+            self.slots, self.board, share_id, self._file_units, stop, options.stall_timeout
+        )
         self.pages = SharePages(
             options,
             self.items,

@@ -16,7 +16,14 @@ from comptoir.errors import ClientGone
 from comptoir.http.client import client_label
 from comptoir.http.plan import Plan
 from comptoir.sites.share.archive import ArchiveChanged
-from comptoir.sites.share.limits import EXPIRED, USED_UP, Availability, DownloadSlots, Gone
+from comptoir.sites.share.limits import (
+    EXPIRED,
+    LEASE_TTL,
+    USED_UP,
+    Availability,
+    DownloadSlots,
+    Gone,
+)
 from comptoir.sites.share.progress import Transfer, TransferBoard
 from comptoir.sites.toolkit import header
 from comptoir.types import Message, Receive, Scope, Send
@@ -32,16 +39,24 @@ class Download:
 
     granian keeps accepting `send` after the client left (the bytes go nowhere), so a cut is
     noticed from `receive()`'s `http.disconnect`, watched by a task while the body goes out.
-    A body is finished once its last byte went out: all of its Content-Length (granian may
+    A chunk the server cannot take within the stall timeout (the client stopped reading) cuts the
+    transfer. A body is finished once its last byte went out: all of its Content-Length (granian may
     report the request over as soon as those are out), else the final body message — which
     carries the body's last bytes itself (http/plan.py reads one chunk ahead), so a client never
     holds the whole body of an answer not yet finished, whether its size is known or not.
     """
 
     def __init__(
-        self, scope: Scope, receive: Receive, send: Send, board: TransferBoard, label: str
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        board: TransferBoard,
+        label: str,
+        stall_timeout: float = 60.0,
     ) -> None:
         self.scope = scope
+        self.stall_timeout = stall_timeout
         self.receive = receive
         self._send = send
         self.board = board
@@ -53,6 +68,8 @@ class Download:
         self.length: int | None = None
         # The last byte went out (to the server; the network may still lose it).
         self.finished = False
+        # No progress for the stall timeout: the transfer was cut.
+        self.stalled = False
         self.transfer: Transfer | None = None
 
     @contextlib.asynccontextmanager
@@ -90,7 +107,13 @@ class Download:
                 self.length = int(length) if length is not None and length.isdigit() else None
                 self.transfer = self.board.begin(client_label(self.scope), self.label, self.length)
         elif mtype == "http.response.body":
-            await self._send(message)
+            try:
+                # The server takes a chunk once the client has read enough of the earlier ones:
+                # a chunk it cannot take for so long is a client that stopped reading.
+                await asyncio.wait_for(self._send(message), self.stall_timeout)
+            except TimeoutError:
+                self.stalled = True
+                raise ClientGone() from None
             body = message.get("body", b"")
             self.sent += len(body)
             if body and self.transfer is not None:
@@ -125,8 +148,10 @@ class Downloads:
         share_id: str,
         file_units: Callable[[], Iterable[str]],
         stop: Callable[[], None],
+        stall_timeout: float = 60.0,
     ) -> None:
         self.slots = slots
+        self.stall_timeout = stall_timeout
         self.board = board
         self.over_key = f"share:{share_id}:over"
         # The count keys of every shared file (read from disk: call it in a thread).
@@ -171,36 +196,44 @@ class Downloads:
         only if the last byte went out; answers without a body count for nothing.
         """
         available = self.check(unit)
-        if available.ok and plan.completes:
-            available = self.slots.take(unit)
         if not available.ok:
             raise Gone(available)
         if not plan.body:
             # HEAD, 304, 412, 416: no body, nothing to count or draw.
             await respond(send)
             return
-        download = Download(scope, receive, send, self.board, label)
+        slot = self.slots.take(unit) if plan.completes else None
+        download = Download(scope, receive, send, self.board, label, self.stall_timeout)
         self.in_flight += 1
+        renewing = asyncio.create_task(self._renew(slot)) if slot is not None else None
         try:
-            # Cut, or a file changed under the transfer: the response stays incomplete, which
-            # tells the client; the slot goes back below.
+            # Cut, stalled, or a file changed under the transfer: the response stays incomplete,
+            # which tells the client; the slot goes back below.
             with contextlib.suppress(ClientGone, OSError, ArchiveChanged):
                 async with download.watching():
                     await respond(download.send)
         finally:
             self.in_flight -= 1
+            if renewing is not None:
+                renewing.cancel()
             counted = plan.completes and download.finished
-            if plan.completes and not counted:
-                self.slots.give_back(unit)
+            if slot is not None and not counted:
+                self.slots.give_back(slot)
             if download.transfer is not None:
                 self.board.end(download.transfer, finished=download.finished, counted=counted)
         if counted:
-            await self._completed(unit)
+            await self._completed(unit, slot)
         self._maybe_stop()
 
-    async def _completed(self, unit: str) -> None:
+    async def _renew(self, slot: str) -> None:
+        """Renew a transfer's slot while it lives: a worker that dies stops renewing it."""
+        while True:
+            await asyncio.sleep(LEASE_TTL / 3)
+            self.slots.renew(slot)
+
+    async def _completed(self, unit: str, slot: str | None) -> None:
         """Count a complete download; past the last one, the share is over."""
-        done = self.slots.complete(unit)
+        done = self.slots.complete(unit, slot)
         limit = self.slots.count
         if limit is None or done < limit:
             return

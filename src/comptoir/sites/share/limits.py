@@ -18,20 +18,23 @@ How downloads count (the README says the same):
 Which of these an answer is, is decided once by http/plan.py: the share takes its slot from the
 very plan it then sends (download.py), so what counts and what reaches the client cannot differ.
 
-Slots live in the state store shared by the worker processes and are taken with `incr_below`, so
-concurrent downloads race correctly for the last one: with `--count 1`, of five simultaneous
-downloads exactly one gets the file and the others `410 Gone`. A slot is "in flight + completed";
-once all are used, the file answers 410 until a cut transfer gives one back.
+Slots live in the state store shared by the worker processes, as leases (`StateStore.claim`): a
+download that would complete takes one only while fewer than `count` are held (in flight or
+completed), so concurrent downloads race correctly for the last one: with `--count 1`, of five
+simultaneous downloads exactly one gets the file and the others `410 Gone`. Once all are held, the
+file answers 410 until a transfer that did not complete gives its slot back.
 
-Known limit: a slot is given back by the worker serving the transfer. A worker process that dies
-in the middle of one (killed, crashed) gives nothing back, so that download stays "in flight"
-until the server restarts: with `--once`, the link then answers 410 without the share being over.
-Telling a dead worker's slots from live ones would need per-process leases in the store.
+A slot in flight is a lease of LEASE_TTL seconds that its worker renews while the transfer lives
+(download.py), and a completed download's slot is kept for good. So a worker that dies in the
+middle of a transfer (killed, crashed) gives its slots back by itself, LEASE_TTL later; and a
+transfer that makes no progress for the share's stall timeout is cut, which gives its slot back
+too (download.py): a client that stops reading cannot hold a `--once` link.
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +50,10 @@ class Availability:
     ok: bool
     reason: str = ""
 
+
+# How long a download's slot stays held after its worker last renewed it (download.py renews it
+# every third of that): what a dead worker's transfer keeps a slot for.
+LEASE_TTL = 30.0
 
 AVAILABLE = Availability(True)
 EXPIRED = Availability(False, "This link has expired.")
@@ -122,20 +129,30 @@ class DownloadSlots:
             return USED_UP
         return AVAILABLE
 
-    def take(self, unit: str) -> Availability:
-        """Take a slot for a download that would complete `unit`; give it back or complete it."""
+    def take(self, unit: str) -> str | None:
+        """Take a slot for a download that would complete `unit`: the slot's key to renew, give
+        back or complete (None without --count); Gone when none is left."""
         available = self.check(unit)
-        if not available.ok or self.count is None:
-            return available
-        if self.store.incr_below(self._unit_key("slots", unit), self.count) is None:
-            return USED_UP
-        return AVAILABLE
+        if not available.ok:
+            raise Gone(available)
+        if self.count is None:
+            return None
+        prefix = self._unit_key("slots", unit) + ":"
+        slot = prefix + secrets.token_hex(8)
+        if not self.store.claim(prefix, slot, self.count, LEASE_TTL):
+            raise Gone(USED_UP)
+        return slot
 
-    def give_back(self, unit: str) -> None:
+    def renew(self, slot: str) -> None:
+        """Keep the slot of a download in flight for another LEASE_TTL."""
+        self.store.expire(slot, LEASE_TTL)
+
+    def give_back(self, slot: str) -> None:
         """Return the slot of a download that did not complete."""
-        if self.count is not None:
-            self.store.incr(self._unit_key("slots", unit), -1)
+        self.store.delete(slot)
 
-    def complete(self, unit: str) -> int:
-        """Record a complete download of `unit` (its slot stays used); the new total."""
+    def complete(self, unit: str, slot: str | None) -> int:
+        """Record a complete download of `unit` (its slot is kept for good); the new total."""
+        if slot is not None:
+            self.store.expire(slot, None)
         return self.store.incr(self._unit_key("done", unit))
