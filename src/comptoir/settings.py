@@ -47,6 +47,9 @@ class Setting:
     # Also read from COMPTOIR_<NAME>; False when that variable means something else (the
     # `--password` flag prompts, while COMPTOIR_PASSWORD holds the password itself).
     env: bool = True
+    # For options sites.toml gives as tables (an api site's `[[site.route]]`): the value from one
+    # table; it raises ValueError.
+    table: Callable[[Mapping[str, Any]], Any] | None = None
 
 
 class OptionError(ConfigError):
@@ -148,6 +151,13 @@ def convert_value(opt: OptionField, value: Any, where: str) -> Any:
 
 def _convert_scalar(opt: OptionField, tp: Any, value: Any, where: str) -> Any:
     s = opt.setting
+    if s.table is not None:
+        if not isinstance(value, Mapping):
+            raise OptionError(where, opt.name, "must be a table")
+        try:
+            return s.table(value)
+        except ValueError as exc:
+            raise OptionError(where, opt.name, str(exc)) from None
     if s.parse is not None and isinstance(value, str):
         try:
             value = s.parse(value)

@@ -32,9 +32,9 @@ __all__ = [
 
 
 def _registry() -> dict[str, AnyKind]:
-    from comptoir.sites import echo, receive, share, static
+    from comptoir.sites import api, echo, receive, share, static
 
-    kinds: list[AnyKind] = [static.KIND, share.KIND, receive.KIND, echo.KIND]
+    kinds: list[AnyKind] = [static.KIND, share.KIND, receive.KIND, echo.KIND, api.KIND]
     return {k.name: k for k in kinds}
 
 

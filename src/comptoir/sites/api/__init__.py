@@ -1,0 +1,214 @@
+"""`api`: CSV files as a JSON REST API (Datasette and json-server, grown up).
+
+Each data file is a table (tables.py), queried through the query string (query.py), written as
+JSON, CSV or JSON lines (output.py), with relations between tables (relations.py), custom routes
+declared in sites.toml (routes.py), and an OpenAPI document (openapi.py). The app is app.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from comptoir.config import ServerOptions
+from comptoir.settings import setting
+from comptoir.sites.api.routes import Route, parse_route
+from comptoir.sites.contract import DemoContext, DemoSite, Problem, SiteContext, SiteKind
+
+if TYPE_CHECKING:
+    from comptoir.sites.api.app import ApiSite
+
+
+@dataclass(frozen=True)
+class ApiOptions:
+    """Options of an api site."""
+
+    data: tuple[Path, ...] = setting(
+        (), "CSV/TSV files (also Parquet, JSON lines) or folders of them.", argument="data"
+    )
+    table: tuple[str, ...] = setting(
+        (), "Name a file's table: NAME=PATH (default: the file's name, slugged). Repeatable."
+    )
+    id: tuple[str, ...] = setting(
+        (),
+        "Key column, for every table that has it or as TABLE.COLUMN (default: a unique `id`, "
+        "else the row number `rowid`). Repeatable.",
+    )
+    type: tuple[str, ...] = setting(
+        (),
+        "A column's type instead of the inferred one: [TABLE.]COLUMN=integer|float|boolean|date|"
+        "datetime|string. Repeatable.",
+    )
+    relation: tuple[str, ...] = setting(
+        (),
+        "A relation the names do not tell: CHILD.COLUMN=PARENT.KEY. Repeatable.",
+    )
+    strict: bool = setting(
+        False, "Refuse a file with malformed rows (else they are left out).", flag_only=True
+    )
+    default_limit: int = setting(100, "Rows per page when _limit is not given.", minimum=1)
+    max_limit: int = setting(1000, "Largest _limit (exports take _limit=all).", minimum=1)
+    route: tuple[Route, ...] = setting(
+        (), "Custom routes ([[site.route]] tables in sites.toml).", cli=False, table=parse_route
+    )
+
+    def table_files(self) -> dict[str, Path]:
+        """Table name → data file, names as given or made from the files' names."""
+        from comptoir.sites.api.tables import data_files, table_name
+
+        renamed: dict[Path, str] = {}
+        for text in self.table:
+            name, _, where = text.partition("=")
+            renamed[Path(where).expanduser().resolve()] = name
+        out: dict[str, Path] = {}
+        for path in data_files(self.data):
+            out[renamed.get(path.resolve()) or table_name(path)] = path
+        return out
+
+    def keys(self) -> dict[str, str]:
+        """Table name → key column given with --id."""
+        out: dict[str, str] = {}
+        names = list(self.table_files())
+        for text in self.id:
+            table, dot, column = text.rpartition(".")
+            for name in [table] if dot else names:
+                out[name] = column
+        return out
+
+    def column_types(self) -> dict[str, dict[str, str]]:
+        """Table name → {column: type} given with --type."""
+        out: dict[str, dict[str, str]] = {}
+        names = list(self.table_files())
+        for text in self.type:
+            target, _, kind = text.partition("=")
+            table, dot, column = target.rpartition(".")
+            for name in [table] if dot else names:
+                out.setdefault(name, {})[column] = kind
+        return out
+
+
+def build(options: ApiOptions, context: SiteContext) -> ApiSite:
+    """Build the ASGI app of an api site (the tables are read now)."""
+    from comptoir.sites.api.app import ApiSite
+
+    return ApiSite(options, context)
+
+
+def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
+    """What stops the site before any file is read: missing data, bad names, routes to nowhere."""
+    from comptoir.sites.api.relations import parse_relation
+    from comptoir.sites.api.tables import SUFFIXES, TYPES
+
+    problems: list[Problem] = []
+    if not options.data:
+        return [Problem("data", "give at least one CSV file or folder")]
+    for path in options.data:
+        if not path.exists():
+            problems.append(Problem("data", f"not found: {path}"))
+        elif path.is_file() and path.suffix.lower() not in SUFFIXES:
+            problems.append(Problem("data", f"not a CSV, TSV, Parquet or JSON lines file: {path}"))
+    for text in options.table:
+        name, eq, where = text.partition("=")
+        if not eq or not name or not Path(where).expanduser().is_file():
+            problems.append(Problem("table", f"{text!r}: write NAME=PATH of a data file"))
+    for text in options.type:
+        _, eq, kind = text.partition("=")
+        if not eq or kind not in TYPES:
+            problems.append(
+                Problem("type", f"{text!r}: write COLUMN=TYPE, TYPE one of {', '.join(TYPES)}")
+            )
+    for text in options.relation:
+        try:
+            parse_relation(text)
+        except ValueError as exc:
+            problems.append(Problem("relation", str(exc)))
+    if problems:
+        return problems
+    names = options.table_files()
+    if not names:
+        problems.append(Problem("data", "no CSV, TSV, Parquet or JSON lines file found"))
+    for route in options.route:
+        for table in [route.table, route.require[0] if route.require else None]:
+            if table is not None and table not in names:
+                known = ", ".join(sorted(names)) or "none"
+                problems.append(
+                    Problem("route", f"{route.path}: no table {table!r} (tables: {known})")
+                )
+    return problems
+
+
+def url_suffix(options: ApiOptions) -> str:
+    """The front page is the site's root."""
+    return ""
+
+
+def banner(options: ApiOptions) -> list[str]:
+    """The tables, by name, under the site's URL."""
+    names = sorted(options.table_files())
+    return [f"tables: {', '.join(names)} (JSON at /api/<table>, OpenAPI at /openapi.json)"]
+
+
+def _sample() -> Path:
+    return Path(str(resources.files("comptoir.sites.api") / "sample"))
+
+
+def _demo_options(demo: DemoContext) -> ApiOptions:
+    from comptoir.sites.api.routes import parse_route
+
+    return ApiOptions(data=(_sample(),), route=tuple(parse_route(r) for r in COURSE_ROUTES))
+
+
+# The course's documented API (examples/assocapi/sites.toml declares the same routes).
+COURSE_ROUTES: tuple[Mapping[str, object], ...] = (
+    {"path": "/api/alive", "body": {"message": "Alive"}},
+    {"path": "/api/associations", "table": "associations_etudiantes", "pluck": "id"},
+    {
+        "path": "/api/association/{id:int}",
+        "table": "associations_etudiantes",
+        "key": "{id}",
+        "not-found": {"error": "Association not found"},
+    },
+    {"path": "/api/evenements", "table": "evenements_associations", "pluck": "id"},
+    {
+        "path": "/api/evenement/{id:int}",
+        "table": "evenements_associations",
+        "key": "{id}",
+        "not-found": {"error": "Event not found"},
+    },
+    {
+        "path": "/api/association/{id:int}/evenements",
+        "table": "evenements_associations",
+        "where": {"association_id": "{id}"},
+        "require": {"table": "associations_etudiantes", "key": "{id}"},
+        "not-found": {"error": "Association not found"},
+    },
+    {
+        "path": "/api/associations/type/{type}",
+        "table": "associations_etudiantes",
+        "where": {"type": "{type}"},
+    },
+)
+
+DEMO = (
+    DemoSite(
+        "api",
+        "sample CSV files (student associations and their events) as a JSON API with filters, "
+        "relations and the course's own routes (`/api/association/1`), as `comptoir api` does.",
+        _demo_options,
+    ),
+)
+
+KIND = SiteKind(
+    name="api",
+    options=ApiOptions,
+    build=build,
+    command="api",
+    help="Serve CSV files (or folders of them) as a JSON REST API with filters and OpenAPI.",
+    demo=DEMO,
+    validate=validate,
+    url_suffix=url_suffix,
+    banner=banner,
+)

@@ -1,0 +1,523 @@
+"""The ASGI app of an api site: custom routes, then the table routes, the OpenAPI document and the
+front page.
+
+    GET /                          the tables (a page for browsers, JSON for others)
+    GET /openapi.json              OpenAPI 3.1, made from the tables as they are
+    GET /api/<table>[.json|.csv|.ndjson]    rows (query.py: filters, sort, pages, facets)
+    GET /api/<table>/<key>         one row
+    GET /api/<parent>/<key>/<child>         the rows of `child` that point to that row
+
+Reads answer any origin (CORS, never with credentials); the tables are read-only here: other
+methods get 405 with `Allow`. A table whose file changed on disk is read again, checked at most
+once a second, in a thread (requests meanwhile get the rows as they were).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+import polars as pl
+
+from comptoir.errors import ConfigError, HTTPError
+from comptoir.sites import SiteContext
+from comptoir.sites.api import ApiOptions
+from comptoir.sites.api.openapi import openapi_document
+from comptoir.sites.api.output import csv_chunks, dumps, json_chunks, ndjson_chunks, row_object
+from comptoir.sites.api.query import Query, QueryError, parse_query, typed
+from comptoir.sites.api.relations import Relation, find_relations
+from comptoir.sites.api.routes import Route, fill
+from comptoir.sites.api.tables import Problem as RowProblem
+from comptoir.sites.api.tables import Table, load_table, signature
+from comptoir.sites.toolkit import send_http_error, wants_html
+from comptoir.terminal import write_line
+from comptoir.types import Receive, Scope, Send
+from comptoir.web import render
+
+READ_METHODS = "GET, HEAD, OPTIONS"
+FORMATS = {".json": "json", ".csv": "csv", ".ndjson": "ndjson"}
+MEDIA = {
+    "json": b"application/json",
+    "csv": b"text/csv; charset=utf-8",
+    "ndjson": b"application/x-ndjson",
+}
+CORS = (b"access-control-allow-origin", b"*")
+RELOAD_EVERY = 1.0
+
+
+class ApiError(Exception):
+    """An answer other than 200, with its JSON body."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
+        super().__init__(body.get("error", ""))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+
+def load_tables(options: ApiOptions) -> dict[str, Table]:
+    """Every table of the options, read now (ConfigError for a file that cannot be served)."""
+    tables: dict[str, Table] = {}
+    for name, path in options.table_files().items():
+        tables[name] = load_table(
+            name,
+            path,
+            key=options.keys().get(name),
+            types=options.column_types().get(name),
+            strict=options.strict,
+        )
+    return tables
+
+
+class ApiSite:
+    """The ASGI app of an api site."""
+
+    def __init__(self, options: ApiOptions, context: SiteContext) -> None:
+        self.options = options
+        self.prefix = context.prefix
+        self.log: Callable[[str], None] = write_line
+        self.tables = load_tables(options)
+        for table in self.tables.values():
+            self._report(table.problems, table.skipped)
+        self.relations = find_relations(self.tables, options.relation)
+        self.routes: tuple[Route, ...] = options.route
+        self._checked: dict[str, float] = {}
+        self._reloading: dict[str, asyncio.Task[None]] = {}
+
+    def _report(self, problems: list[RowProblem], skipped: int) -> None:
+        for problem in problems:
+            self.log(f"api: {problem} (row left out)")
+        if skipped > len(problems):
+            self.log(f"api: … {skipped - len(problems)} more rows left out")
+
+    # --- the request ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one request."""
+        if scope["type"] != "http":
+            return
+        method = scope["method"]
+        path = scope["path"]
+        route, params = self._route(path)
+        if route is None and not path.startswith("/api/"):
+            # The front page, the OpenAPI document and unknown paths are answered as every site
+            # answers them: errors as text, JSON, or a page for a browser, by Accept.
+            error = None
+            if path not in ("/", "/openapi.json"):
+                error = HTTPError(404, "Not found")
+            elif method not in ("GET", "HEAD", "OPTIONS"):
+                error = HTTPError(405, "Method not allowed", {"Allow": READ_METHODS})
+            if error is not None:
+                await send_http_error(scope, send, error, self.prefix + "/")
+                return
+        try:
+            if method == "OPTIONS":
+                await self._preflight(scope, send)
+                return
+            if method not in ("GET", "HEAD"):
+                raise ApiError(
+                    405,
+                    {"error": f"{method} is not allowed: this API is read-only"},
+                    {"Allow": READ_METHODS},
+                )
+            if route is not None and params is not None:
+                await self._send_json(scope, send, await self._custom(route, params))
+            elif path == "/":
+                await self._front(scope, send)
+            elif path == "/openapi.json":
+                doc = openapi_document(self.tables, self.relations, self.options, self.prefix)
+                await self._send_json(scope, send, doc)
+            else:
+                await self._api(scope, send, path[len("/api/") :])
+        except ApiError as exc:
+            await self._send_json(scope, send, exc.body, exc.status, exc.headers)
+        except QueryError as exc:
+            body = {"error": exc.message, "parameter": exc.parameter}
+            await self._send_json(scope, send, body, 400)
+
+    def _route(self, path: str) -> tuple[Route | None, dict[str, Any] | None]:
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None, None
+
+    async def _api(self, scope: Scope, send: Send, rest: str) -> None:
+        parts = rest.split("/")
+        if len(parts) == 1:
+            name, fmt = _format(parts[0], scope)
+            table = await self._table(name)
+            await self._list(scope, send, table, fmt)
+            return
+        if len(parts) == 2 and parts[1]:
+            table = await self._table(unquote(parts[0]))
+            row = self._row(table, unquote(parts[1]))
+            query = self._query(scope, table)
+            obj = row_object(row)
+            await self._nest(table, [obj], query)
+            await self._send_json(scope, send, obj)
+            return
+        if len(parts) == 3 and parts[2]:
+            parent = await self._table(unquote(parts[0]))
+            self._row(parent, unquote(parts[1]))
+            child_name, fmt = _format(unquote(parts[2]), scope)
+            child = await self._table(child_name)
+            relation = self.relations.link(parent.name, child.name)
+            if relation is None:
+                message = f"table {child.name!r} does not point to {parent.name!r}"
+                raise ApiError(404, {"error": message})
+            value = typed(parent, parent.key, unquote(parts[1]), "key")
+            await self._list(scope, send, child, fmt, pl.col(relation.column) == value)
+            return
+        raise ApiError(404, {"error": "Not found"})
+
+    # --- tables and rows -----------------------------------------------------------------
+
+    async def _table(self, name: str) -> Table:
+        table = self.tables.get(name)
+        if table is None:
+            raise ApiError(404, {"error": f"no table {name!r}"})
+        now = time.monotonic()
+        if now - self._checked.get(name, 0.0) >= RELOAD_EVERY:
+            self._checked[name] = now
+            await self._maybe_reload(table)
+        return self.tables[name]
+
+    async def _maybe_reload(self, table: Table) -> None:
+        try:
+            changed = signature(table.path) != table.signature
+        except OSError:
+            return  # gone for a moment (an editor saving): keep serving what was read
+        if not changed:
+            return
+        task = self._reloading.get(table.name)
+        if task is None or task.done():
+            task = asyncio.create_task(self._reload(table))
+            self._reloading[table.name] = task
+        await asyncio.shield(task)
+
+    async def _reload(self, table: Table) -> None:
+        options = self.options
+        try:
+            fresh = await asyncio.to_thread(
+                load_table,
+                table.name,
+                table.path,
+                key=options.keys().get(table.name),
+                types=options.column_types().get(table.name),
+                strict=options.strict,
+            )
+        except ConfigError as exc:
+            self.log(f"api: {exc} (still serving the rows read before)")
+            return
+        self._report(fresh.problems, fresh.skipped)
+        self.tables[table.name] = fresh
+        self.relations = find_relations(self.tables, options.relation)
+
+    def _row(self, table: Table, text: str) -> dict[str, Any]:
+        try:
+            key = typed(table, table.key, text, table.key)
+        except QueryError:
+            raise ApiError(404, {"error": f"no row {text!r} in {table.name!r}"}) from None
+        at = table.position(key)
+        if at is None:
+            raise ApiError(404, {"error": f"no row {text!r} in {table.name!r}"})
+        return table.frame.row(at, named=True)
+
+    def _query(self, scope: Scope, table: Table, *, export: bool = False) -> Query:
+        return parse_query(
+            table,
+            _pairs(scope),
+            default_limit=self.options.default_limit,
+            max_limit=self.options.max_limit,
+            export=export,
+        )
+
+    # --- lists ---------------------------------------------------------------------------
+
+    async def _list(
+        self,
+        scope: Scope,
+        send: Send,
+        table: Table,
+        fmt: str,
+        where: pl.Expr | None = None,
+    ) -> None:
+        query = self._query(scope, table, export=fmt != "json")
+        if where is not None:
+            query.filters.append(where)
+        if query.limit is None:
+            frame = await asyncio.to_thread(_select, table, query, None)
+            await self._stream(scope, send, fmt, frame)
+            return
+        frame, total, facets = await asyncio.to_thread(_page, table, query)
+        headers = {"X-Total-Count": str(total)}
+        link = _link(scope, self.prefix, query, total)
+        if link:
+            headers["Link"] = link
+        if fmt != "json":
+            await self._stream(scope, send, fmt, frame, headers)
+            return
+        rows = [row_object(r) for r in frame.rows(named=True)]
+        await self._nest(table, rows, query)
+        body: Any = rows
+        if query.facets:
+            body = {"rows": rows, "facets": facets, "total": total}
+        await self._send_json(scope, send, body, headers=headers)
+
+    async def _nest(self, table: Table, rows: list[dict[str, Any]], query: Query) -> None:
+        """`_embed` children and `_expand` parents into `rows`."""
+        for child_name in query.embed:
+            if child_name not in self.tables:
+                raise QueryError("_embed", f"no table {child_name!r}")
+            child = await self._table(child_name)
+            relation = self.relations.link(table.name, child.name)
+            if relation is None:
+                raise QueryError("_embed", f"table {child_name!r} does not point to {table.name!r}")
+            keys = [r[table.key] for r in rows]
+            found = child.frame.filter(pl.col(relation.column).is_in(keys))
+            by_parent: dict[Any, list[dict[str, Any]]] = {}
+            for r in found.rows(named=True):
+                by_parent.setdefault(r[relation.column], []).append(row_object(r))
+            for r in rows:
+                r[child.name] = by_parent.get(r[table.key], [])
+        for column in query.expand:
+            relation = self.relations.parent_of(table.name, column)
+            if relation is None:
+                raise QueryError("_expand", f"column {column!r} points to no table")
+            parent = await self._table(relation.parent)
+            name = relation.expand_name
+            for r in rows:
+                at = parent.position(r.get(column)) if r.get(column) is not None else None
+                r[name] = row_object(parent.frame.row(at, named=True)) if at is not None else None
+
+    # --- custom routes -------------------------------------------------------------------
+
+    async def _custom(self, route: Route, params: dict[str, Any]) -> Any:
+        if route.table is None:
+            return route.body
+        not_found = route.not_found or {"error": "Not found"}
+        if route.require is not None:
+            other = await self._table(route.require[0])
+            try:
+                self._row(other, fill(route.require[1], params))
+            except ApiError:
+                raise ApiError(404, not_found) from None
+        table = await self._table(route.table)
+        if route.key is not None:
+            try:
+                row = row_object(self._row(table, fill(route.key, params)))
+            except ApiError:
+                raise ApiError(404, not_found) from None
+            return {f: row[f] for f in route.fields} if route.fields else row
+        query = Query(limit=None)
+        for column, template in route.where:
+            query.filters.append(
+                pl.col(column) == typed(table, column, fill(template, params), column)
+            )
+        frame = await asyncio.to_thread(_select, table, query, None)
+        if route.pluck is not None:
+            return [row_object({"v": v})["v"] for v in frame[route.pluck].to_list()]
+        if route.fields:
+            frame = frame.select(route.fields)
+        return [row_object(r) for r in frame.rows(named=True)]
+
+    # --- answers -------------------------------------------------------------------------
+
+    async def _front(self, scope: Scope, send: Send) -> None:
+        tables = [
+            {
+                "name": t.name,
+                "rows": t.frame.height,
+                "key": t.key,
+                "columns": [(c, _type(t, c)) for c in t.columns],
+                "url": f"{self.prefix}/api/{quote(t.name)}",
+            }
+            for t in self.tables.values()
+        ]
+        if not wants_html(scope):
+            await self._send_json(scope, send, {"tables": tables})
+            return
+        body = render("api_index.html", tables=tables, prefix=self.prefix).encode()
+        headers = [
+            (b"content-type", b"text/html; charset=utf-8"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-cache"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _preflight(self, scope: Scope, send: Send) -> None:
+        headers = [
+            CORS,
+            (b"access-control-allow-methods", b"GET, HEAD, OPTIONS"),
+            (b"access-control-max-age", b"3600"),
+            (b"allow", READ_METHODS.encode()),
+            (b"content-length", b"0"),
+        ]
+        for k, v in scope.get("headers", ()):
+            if k == b"access-control-request-headers":
+                headers.append((b"access-control-allow-headers", v))
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send_json(
+        self,
+        scope: Scope,
+        send: Send,
+        obj: Any,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        body = dumps(obj)
+        out = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            CORS,
+            (b"cache-control", b"no-cache"),
+        ]
+        out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items())
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send(
+            {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
+        )
+
+    async def _stream(
+        self,
+        scope: Scope,
+        send: Send,
+        fmt: str,
+        frame: pl.DataFrame,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        out = [(b"content-type", MEDIA[fmt]), CORS, (b"cache-control", b"no-cache")]
+        out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items())
+        await send({"type": "http.response.start", "status": 200, "headers": out})
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b""})
+            return
+        chunks = {"csv": csv_chunks, "ndjson": ndjson_chunks, "json": json_chunks}[fmt](frame)
+        while True:
+            # Each chunk is made in a thread: a whole table is many of them.
+            chunk = await asyncio.to_thread(_next, chunks)
+            if chunk is None:
+                break
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _next(chunks: Iterator[bytes]) -> bytes | None:
+    return next(chunks, None)
+
+
+def _type(table: Table, column: str) -> str:
+    from comptoir.sites.api.query import type_name
+
+    return type_name(table.dtype(column))
+
+
+def _format(name: str, scope: Scope) -> tuple[str, str]:
+    """(table name, format) from `/api/<name>[.fmt]` and the Accept header."""
+    name = unquote(name)
+    for suffix, fmt in FORMATS.items():
+        if name.endswith(suffix):
+            return name[: -len(suffix)], fmt
+    accept = next((v for k, v in scope.get("headers", ()) if k == b"accept"), b"")
+    if b"text/csv" in accept:
+        return name, "csv"
+    if b"ndjson" in accept:
+        return name, "ndjson"
+    return name, "json"
+
+
+def _pairs(scope: Scope) -> list[tuple[str, str]]:
+    raw = scope.get("query_string", b"").decode("latin-1")
+    pairs = parse_qsl(raw, keep_blank_values=True, encoding="latin-1")
+    # Bytes as they came, read as UTF-8 (what browsers and curl send).
+    return [(_utf8(k), _utf8(v)) for k, v in pairs]
+
+
+def _utf8(text: str) -> str:
+    return text.encode("latin-1").decode("utf-8", "replace")
+
+
+def _select(table: Table, query: Query, limit: int | None) -> pl.DataFrame:
+    """The rows of a query, sorted, from its page's start (in a thread)."""
+    frame = table.frame
+    if query.after is not None:
+        at = table.position(query.after)
+        if at is None:
+            # Not a key of the table: the first row after it, in key order.
+            key = frame[table.key]
+            at = int(key.search_sorted(query.after, side="right")) - 1 if key.is_sorted() else -1
+        frame = frame.slice(at + 1)
+    lazy = frame.lazy()
+    if query.filters:
+        lazy = lazy.filter(pl.all_horizontal(query.filters))
+    if query.sort:
+        columns = [c for c, _ in query.sort]
+        lazy = lazy.sort(
+            columns,
+            descending=[d for _, d in query.sort],
+            nulls_last=True,
+            maintain_order=True,
+        )
+    if query.fields is not None:
+        lazy = lazy.select(query.fields)
+    if query.offset:
+        lazy = lazy.slice(query.offset)
+    if limit is not None:
+        lazy = lazy.head(limit)
+    return lazy.collect()
+
+
+def _page(table: Table, query: Query) -> tuple[pl.DataFrame, int, dict[str, Any]]:
+    """(the page's rows, how many rows match, facets) of a query (in a thread)."""
+    matching = table.frame.filter(pl.all_horizontal(query.filters)) if query.filters else None
+    total = matching.height if matching is not None else table.frame.height
+    facets: dict[str, Any] = {}
+    source = matching if matching is not None else table.frame
+    for column in query.facets:
+        counts = (
+            source.group_by(column)
+            .len()
+            .sort(["len", column], descending=[True, False], nulls_last=True)
+            .head(30)
+        )
+        facets[column] = [
+            {"value": row_object({"v": v})["v"], "count": n} for v, n in counts.iter_rows()
+        ]
+    frame = _select(table, query, query.limit)
+    return frame, total, facets
+
+
+def _link(scope: Scope, prefix: str, query: Query, total: int) -> str:
+    """RFC 8288 Link: first, prev, next, last pages (by _page, or _offset)."""
+    limit = query.limit
+    if not limit or query.after is not None:
+        return ""
+    path = prefix + scope["path"]
+    kept = [(k, v) for k, v in _pairs(scope) if k not in ("_page", "_offset", "_limit")]
+    last = max(0, (total - 1) // limit)
+    current = query.offset // limit
+
+    def url(page: int) -> str:
+        q = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in kept)
+        q = (q + "&" if q else "") + f"_page={page + 1}&_limit={limit}"
+        return f"<{path}?{q}>"
+
+    links = [f'{url(0)}; rel="first"']
+    if current > 0:
+        links.append(f'{url(current - 1)}; rel="prev"')
+    if current < last:
+        links.append(f'{url(current + 1)}; rel="next"')
+    links.append(f'{url(last)}; rel="last"')
+    return ", ".join(links)
+
+
+__all__ = ["ApiError", "ApiSite", "Relation", "load_tables"]

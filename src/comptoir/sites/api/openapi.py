@@ -1,0 +1,192 @@
+"""The OpenAPI 3.1 document of an api site, made from its tables as they are: one schema per table
+(column types, every column nullable: an empty cell is null), the list, row and relation paths
+with every query parameter, the custom routes, and the error shapes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from comptoir import __version__
+from comptoir.sites.api.query import OPERATORS, type_name
+from comptoir.sites.api.relations import Relations
+from comptoir.sites.api.tables import Table
+
+_SCHEMA_TYPES = {
+    "integer": {"type": "integer"},
+    "float": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "date": {"type": "string", "format": "date"},
+    "datetime": {"type": "string", "format": "date-time"},
+    "string": {"type": "string"},
+}
+_ERROR = {
+    "type": "object",
+    "properties": {"error": {"type": "string"}, "parameter": {"type": "string"}},
+    "required": ["error"],
+}
+
+
+def _column_schema(table: Table, column: str) -> dict[str, Any]:
+    base: dict[str, Any] = dict(_SCHEMA_TYPES[type_name(table.dtype(column))])
+    base["type"] = [base["type"], "null"]
+    return base
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "description": description,
+        "schema": schema,
+    }
+
+
+def _list_parameters(table: Table) -> list[dict[str, Any]]:
+    params = [
+        _param("q", "any text column contains this (case-insensitive)", {"type": "string"}),
+        _param(
+            "_sort",
+            "columns to sort by, comma-separated; `-` first for descending",
+            {"type": "string"},
+        ),
+        _param("_limit", "rows per page", {"type": "integer", "minimum": 0}),
+        _param("_offset", "rows to skip", {"type": "integer", "minimum": 0}),
+        _param("_page", "page number, from 1", {"type": "integer", "minimum": 1}),
+        _param("_after", "keyset paging: the rows after this key", {"type": "string"}),
+        _param("_fields", "only these columns, comma-separated", {"type": "string"}),
+        _param("_facet", "count the rows per value of this column", {"type": "string"}),
+        _param("_embed", "nest the rows of a table pointing to each row", {"type": "string"}),
+        _param("_expand", "nest the row a column points to", {"type": "string"}),
+    ]
+    for column in table.columns:
+        kind = type_name(table.dtype(column))
+        value = dict(_SCHEMA_TYPES[kind])
+        params.append(_param(column, f"{column} equals (repeat: any of the values)", value))
+        for op in OPERATORS:
+            schema = value
+            if op in ("contains", "icontains", "startswith", "in"):
+                schema = {"type": "string"}
+            elif op == "isnull":
+                schema = {"type": "boolean"}
+            params.append(_param(f"{column}__{op}", f"{column} {op}", schema))
+    return params
+
+
+def openapi_document(
+    tables: Mapping[str, Table], relations: Relations, options: Any, prefix: str
+) -> dict[str, Any]:
+    """The whole document (a JSON object)."""
+    schemas: dict[str, Any] = {"Error": _ERROR}
+    paths: dict[str, Any] = {}
+    for table in tables.values():
+        ref = {"$ref": f"#/components/schemas/{table.name}"}
+        schemas[table.name] = {
+            "type": "object",
+            "properties": {c: _column_schema(table, c) for c in table.columns},
+        }
+        key_schema = dict(_SCHEMA_TYPES[type_name(table.dtype(table.key))])
+        rows = {"type": "array", "items": ref}
+        paths[f"/api/{table.name}"] = {
+            "get": {
+                "summary": f"Rows of {table.name}",
+                "operationId": f"list_{table.name}",
+                "parameters": _list_parameters(table),
+                "responses": {
+                    "200": {
+                        "description": "the rows (an object with `rows` and `facets` when "
+                        "`_facet` is given)",
+                        "headers": {
+                            "X-Total-Count": {"schema": {"type": "integer"}},
+                            "Link": {"schema": {"type": "string"}},
+                        },
+                        "content": {
+                            "application/json": {"schema": rows},
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "400": _error("a parameter the table cannot take (named in `parameter`)"),
+                    "404": _error("no such table"),
+                },
+            }
+        }
+        paths[f"/api/{table.name}/{{key}}"] = {
+            "get": {
+                "summary": f"One row of {table.name}, by {table.key}",
+                "operationId": f"get_{table.name}",
+                "parameters": [
+                    {"name": "key", "in": "path", "required": True, "schema": key_schema}
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the row",
+                        "content": {"application/json": {"schema": ref}},
+                    },
+                    "404": _error("no such row"),
+                },
+            }
+        }
+        for relation in relations.children(table.name):
+            child_ref = {"$ref": f"#/components/schemas/{relation.child}"}
+            paths[f"/api/{table.name}/{{key}}/{relation.child}"] = {
+                "get": {
+                    "summary": f"Rows of {relation.child} whose {relation.column} is this row",
+                    "operationId": f"list_{relation.child}_of_{table.name}",
+                    "parameters": [
+                        {"name": "key", "in": "path", "required": True, "schema": key_schema},
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "the rows",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"type": "array", "items": child_ref}
+                                }
+                            },
+                        },
+                        "404": _error("no such row"),
+                    },
+                }
+            }
+    for route in options.route:
+        params = [
+            {
+                "name": name,
+                "in": "path",
+                "required": True,
+                "schema": {"type": "integer"} if kind == "int" else {"type": "string"},
+            }
+            for name, kind in route.params
+        ]
+        responses: dict[str, Any] = {
+            "200": {"description": "the answer", "content": {"application/json": {"schema": {}}}}
+        }
+        if route.table is not None:
+            responses["404"] = {
+                "description": "not found",
+                "content": {"application/json": {"schema": {}}},
+            }
+        paths[re.sub(r"\{(\w+):\w+\}", r"{\1}", route.path)] = {
+            "get": {
+                "summary": f"Custom route {route.path}",
+                "parameters": params,
+                "responses": responses,
+            }
+        }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "comptoir api", "version": __version__},
+        "servers": [{"url": prefix or "/"}],
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }

@@ -1,0 +1,295 @@
+"""The tables of an api site: CSV/TSV (and Parquet, JSON lines) files read into Polars DataFrames.
+
+Reading (`load_table`):
+- the encoding is UTF-8 (a byte-order mark is dropped), else Latin-1 (cp1252 is a superset many
+  spreadsheets write; Latin-1 maps every byte, so nothing is lost);
+- the delimiter is `,`, `;`, tab or `|`, sniffed from the first 64 KiB (a `.tsv` is tab);
+- column types are inferred by Polars (integer, float, boolean, date, datetime, string); a column
+  whose every cell is empty is a string column; `--type col=TYPE` overrides;
+- an empty cell is null, whatever the column's type;
+- rows with too many or too few fields are reported as `file:line: problem` and left out
+  (`strict` refuses the file instead).
+
+A table's key is its `id` column when it is unique, else the column named by `--id`, else the row
+number, as a `rowid` column (1 for the first row). Rows keep the file's order.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import os
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from comptoir.errors import ConfigError
+
+SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
+SUFFIXES[".ndjson"] = "jsonl"
+ROWID = "rowid"
+# The types a column can be given (`--type col=TYPE`), and what they are in Polars.
+TYPES: dict[str, Any] = {
+    "integer": pl.Int64,
+    "float": pl.Float64,
+    "boolean": pl.Boolean,
+    "date": pl.Date,
+    "datetime": pl.Datetime("us"),
+    "string": pl.String,
+}
+MAX_PROBLEMS = 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A row left out of a table (or, with `strict`, the reason a file is refused)."""
+
+    path: Path
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.message}"
+
+
+@dataclass
+class Table:
+    """One table: its rows, its key, where it comes from."""
+
+    name: str
+    path: Path
+    frame: pl.DataFrame
+    key: str
+    # The file's size and modification time when it was read (a change means: read it again).
+    signature: tuple[int, int] = (0, 0)
+    problems: list[Problem] = field(default_factory=list)
+    skipped: int = 0
+    _index: dict[Any, int] | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        """Column names, in the file's order."""
+        return self.frame.columns
+
+    def dtype(self, column: str) -> pl.DataType:
+        """The Polars type of a column."""
+        return self.frame.schema[column]
+
+    def position(self, key: Any) -> int | None:
+        """The row index of the row whose key is `key`, or None."""
+        series = self.frame[self.key]
+        if self._index is None and series.dtype.is_integer() and series.is_sorted():
+            # Sorted integer keys (1, 2, 3…, the usual id column and rowid): a binary search.
+            at = int(series.search_sorted(key))
+            if at < len(series) and series[at] == key:
+                return at
+            return None
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(series.to_list())}
+        return self._index.get(key)
+
+
+def table_name(path: Path) -> str:
+    """A table's name from its file: the stem, lower case, ASCII, `_` between words."""
+    text = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
+    return name or "table"
+
+
+def data_files(paths: Sequence[Path]) -> list[Path]:
+    """The data files among `paths` (folders: the files directly inside them), sorted by name."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file()
+            )
+            out.extend(p for p in found if not p.name.startswith("."))
+        else:
+            out.append(path)
+    return out
+
+
+def signature(path: Path) -> tuple[int, int]:
+    """What tells a file changed: its size and modification time (ns)."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
+def load_table(
+    name: str,
+    path: Path,
+    *,
+    key: str | None = None,
+    types: Mapping[str, str] | None = None,
+    strict: bool = False,
+) -> Table:
+    """Read one data file into a Table (ConfigError for what makes it unusable)."""
+    sig = signature(path)
+    kind = SUFFIXES.get(path.suffix.lower(), "csv")
+    problems: list[Problem] = []
+    skipped = 0
+    try:
+        if kind == "parquet":
+            frame = pl.read_parquet(path)
+        elif kind == "jsonl":
+            frame = pl.read_ndjson(path)
+        else:
+            frame, problems, skipped = _read_csv(path, tab=kind == "tsv", strict=strict)
+    except ConfigError:
+        raise
+    except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: cannot read: {_first_line(exc)}") from None
+    frame = _typed(frame, types or {}, path)
+    frame, key_column = _keyed(frame, key, path)
+    return Table(name, path, frame, key_column, sig, problems, skipped)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _read_csv(path: Path, *, tab: bool, strict: bool) -> tuple[pl.DataFrame, list[Problem], int]:
+    raw = path.read_bytes()
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        # Not UTF-8: Latin-1 (every byte is a character), handed to Polars as UTF-8.
+        raw = raw.decode("latin-1").encode("utf-8")
+    if not raw.strip():
+        raise ConfigError(f"{path}: empty file (a CSV needs at least a header line)")
+    separator = "\t" if tab else _sniff(raw[: 64 * 1024])
+    bad, expected = _ragged_rows(raw, separator)
+    problems = [
+        Problem(path, line, f"{found} fields, expected {expected}")
+        for line, found, _ in bad
+        if found  # a blank line is no row: left out without a word
+    ]
+    if problems and strict:
+        shown = "; ".join(str(p) for p in problems[:3])
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise ConfigError(f"{shown}{more}")
+    frame = pl.read_csv(
+        io.BytesIO(raw),
+        separator=separator,
+        try_parse_dates=True,
+        infer_schema_length=10_000,
+        truncate_ragged_lines=True,
+        raise_if_empty=False,
+    )
+    if bad:
+        rows = pl.Series([row for _, _, row in bad], dtype=pl.UInt32)
+        frame = (
+            frame.with_row_index("__row")
+            .filter(~pl.col("__row").is_in(rows.to_list()))
+            .drop("__row")
+        )
+    return frame, problems[:MAX_PROBLEMS], len(problems)
+
+
+def _sniff(head: bytes) -> str:
+    """The delimiter of a CSV, from its first bytes: the one that splits the header and the
+    next lines into the same number of fields."""
+    text = head.decode("utf-8", "replace")
+    try:
+        return csv.Sniffer().sniff(text, delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+
+
+def _ragged_rows(raw: bytes, separator: str) -> tuple[list[tuple[int, int, int]], int]:
+    """Rows to leave out: (line, fields, row index) — fields is 0 for a blank line, which Polars
+    reads as a row of nulls and nobody meant as one — and the header's number of fields."""
+    if b'"' not in raw:
+        # No quoting: one line is one row, and fields are counted by Polars, at C speed.
+        lines = pl.read_csv(
+            io.BytesIO(raw),
+            has_header=False,
+            separator="\x1f" if separator != "\x1f" else "\x1e",
+            quote_char=None,
+            new_columns=["line"],
+            schema_overrides={"line": pl.String},
+            raise_if_empty=False,
+        )["line"]
+        counts = (lines.str.count_matches(separator, literal=True) + 1).fill_null(0)
+        expected = int(counts[0]) if len(counts) else 0
+        wrong = (counts != expected).arg_true().to_list()
+        return [(i + 1, int(counts[i]), i - 1) for i in wrong if i > 0], expected
+    # Quoted fields may hold separators and line breaks: the csv module knows.
+    reader = csv.reader(io.StringIO(raw.decode("utf-8")), delimiter=separator)
+    out = []
+    expected = 0
+    for i, fields in enumerate(reader):
+        if i == 0:
+            expected = len(fields)
+        elif len(fields) != expected:
+            out.append((reader.line_num, len(fields), i - 1))
+    return out, expected
+
+
+def _typed(frame: pl.DataFrame, types: Mapping[str, str], path: Path) -> pl.DataFrame:
+    """Columns of no type (all empty) as strings; `types` applied."""
+    casts = {c: pl.String for c, t in frame.schema.items() if t == pl.Null}
+    for column, kind in types.items():
+        if column not in frame.columns:
+            raise ConfigError(f"{path}: --type {column}={kind}: no column {column!r}")
+        casts[column] = TYPES[kind]
+    if not casts:
+        return frame
+    try:
+        return frame.with_columns(
+            pl.col(c).cast(t, strict=True)
+            if frame.schema[c] != pl.String or t == pl.String
+            # Text to a date or number: parsed, not reinterpreted.
+            else _parse_text(c, t)
+            for c, t in casts.items()
+        )
+    except pl.exceptions.PolarsError as exc:
+        raise ConfigError(f"{path}: cannot convert: {_first_line(exc)}") from None
+
+
+def _parse_text(column: str, target: Any) -> pl.Expr:
+    col = pl.col(column)
+    if target == pl.Date:
+        return col.str.to_date(strict=True)
+    if target == pl.Datetime("us"):
+        return col.str.to_datetime(time_unit="us", strict=True)
+    if target == pl.Boolean:
+        lowered = col.str.to_lowercase()
+        return (
+            pl.when(lowered.is_in(["true", "1", "yes"]))
+            .then(True)
+            .when(lowered.is_in(["false", "0", "no"]))
+            .then(False)
+            .otherwise(None)
+            .alias(column)
+        )
+    return col.cast(target, strict=True)
+
+
+def _keyed(frame: pl.DataFrame, key: str | None, path: Path) -> tuple[pl.DataFrame, str]:
+    """The frame and its key column: `key`, else `id` if unique, else a new `rowid`."""
+    if key is not None:
+        if key not in frame.columns:
+            raise ConfigError(f"{path}: --id {key}: no column {key!r}")
+        if frame[key].null_count() or frame[key].n_unique() != frame.height:
+            raise ConfigError(f"{path}: --id {key}: values are not unique (or some are empty)")
+        return frame, key
+    if (
+        "id" in frame.columns
+        and not frame["id"].null_count()
+        and frame["id"].n_unique() == frame.height
+    ):
+        return frame, "id"
+    if ROWID in frame.columns:
+        raise ConfigError(f"{path}: no unique id column, and a {ROWID!r} column is taken: use --id")
+    rowid = pl.int_range(1, frame.height + 1, dtype=pl.Int64, eager=True).alias(ROWID)
+    return frame.insert_column(0, rowid), ROWID
