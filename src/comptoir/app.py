@@ -18,6 +18,7 @@ from starlette.requests import ClientDisconnect
 
 from comptoir import netinfo
 from comptoir.accesslog import AccessLog, escape_controls, escape_for_log
+from comptoir.clientlimits import client_limits
 from comptoir.clock import Clock, SystemClock
 from comptoir.config import ALL_INTERFACES, Config, ServerOptions, SiteConfig
 from comptoir.errors import ClientGone, HTTPError
@@ -302,4 +303,5 @@ def build_app(
     # is the same for everyone then, so none is kept.
     monotonic = (clock or SystemClock()).monotonic
     fast = FastPath(monotonic) if fast_path and not config.server.password_hash else None
-    return WorkerApp(HostRouter(routes), hooks, access_log=access_log, fast_path=fast)
+    limited = client_limits(HostRouter(routes), config.server)
+    return WorkerApp(limited, hooks, access_log=access_log, fast_path=fast)

@@ -55,6 +55,38 @@ class ServerOptions:
         minimum=0,
         parse=parse_duration,
     )
+    # What one client may hold (issue 10, item 2): server.py hands the first two to granian,
+    # clientlimits.py enforces the others in each worker.
+    header_timeout: float = setting(
+        15.0,
+        "A connection is closed when it has not sent a whole request head for this long (a new"
+        " one, or one kept alive between requests).",
+        minimum=1,
+        maximum=3600,
+        parse=parse_duration,
+    )
+    worker_connections: int = setting(
+        4096,
+        "Connections each worker holds at most (the open-files limit is raised to fit them);"
+        " further clients wait in the system's queue.",
+        minimum=16,
+        maximum=1_000_000,
+    )
+    max_client_requests: int = setting(
+        256,
+        "Requests one client address (IPv6: its /64) may have in progress in each worker; more"
+        " are answered 503 (at most half of --worker-connections).",
+        minimum=1,
+        maximum=1_000_000,
+    )
+    body_timeout: float = setting(
+        30.0,
+        "A request body from which nothing arrives for this long is dropped (408), with what an"
+        " upload had written of it.",
+        minimum=0.01,
+        maximum=3600,
+        parse=parse_duration,
+    )
     # HTTPS (security/tls.py). --tls alone uses comptoir's local CA; --cert/--key the user's own.
     tls: bool = setting(
         False,

@@ -37,3 +37,16 @@ class ClientGone(ComptoirError):
     Raised by any site that notices it (a disconnect from `receive()` while sending or reading);
     the worker's outer app (app.WorkerApp) ends the request quietly, for every kind alike.
     """
+
+
+class BodyTimeout(HTTPError):
+    """408: nothing of the request body arrived for `--body-timeout` seconds.
+
+    Raised by the request's `receive()` (clientlimits.py) to whatever reads the body; a site that
+    wrote part of it to disk removes it, as for a client gone. The connection is closed with the
+    answer: the rest of the body may still come.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        message = f"Request body timed out: nothing arrived for {seconds:g} s"
+        super().__init__(408, message, {"Connection": "close"})

@@ -20,15 +20,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from comptoir.config import ALL_INTERFACES, Config
+from comptoir.config import ALL_INTERFACES, Config, ServerOptions
 from comptoir.errors import ConfigError
 from comptoir.hosts import url_host
 from comptoir.loops import resolve_loop
 from comptoir.netinfo import lan_addresses
+from comptoir.openfiles import connections_within, raise_open_files_limit
 from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
 from comptoir.services import Service, ServiceRunner
 from comptoir.sites import ServiceContext, get_kind
 from comptoir.state import open_store
+from comptoir.terminal import write_line
 from comptoir.types import ASGIApp
 
 
@@ -212,6 +214,21 @@ class Server:
             out.append(RedirectToHTTPS(s.host, s.redirect_http, self.bind().getsockname()[1]))
         return out
 
+    def _fit_open_files(self) -> None:
+        """Raise the open-files limit (the workers inherit it); cut --worker-connections to fit."""
+        server = self.config.server
+        connections = connections_within(server.worker_connections, raise_open_files_limit())
+        if connections == server.worker_connections:
+            return
+        # Said when asked for; the default is cut to fit without a word at every start.
+        if server.worker_connections != ServerOptions.worker_connections:
+            write_line(
+                f"comptoir: the open-files limit allows {connections} connections per worker,"
+                f" not {server.worker_connections} (--worker-connections); raise it with ulimit -n"
+            )
+        server = dataclasses.replace(server, worker_connections=connections)
+        self.config = dataclasses.replace(self.config, server=server)
+
     def run(self) -> int:
         """Serve until SIGINT/SIGTERM (or a site asks to stop); return the exit code."""
         from comptoir.banner import print_banner
@@ -219,6 +236,7 @@ class Server:
         from comptoir.security.tls import KEY_PASSWORD_ENV, prepare_tls
 
         self.check()
+        self._fit_open_files()
         # Asked (or read) once here; the workers get only its hash.
         server_options = resolve_password(self.config.server)
         self.config = dataclasses.replace(self.config, server=server_options)
@@ -255,6 +273,7 @@ def _run_granian(
 ) -> int:
     from granian._granian import SocketHolder
     from granian.constants import HTTPModes, Interfaces, Loops, RuntimeModes, SSLProtocols
+    from granian.http import HTTP1Settings, HTTP2Settings
     from granian.log import LogLevels
     from granian.server.mp import MPServer
 
@@ -285,6 +304,16 @@ def _run_granian(
         # None would wait forever for a stuck transfer; --grace 0 still gives workers a moment.
         workers_kill_timeout=max(0.1, s.grace),  # type: ignore[arg-type]  # floats work
         backlog=1024,
+        # Connections each worker holds (granian takes a permit before each accept: beyond, new
+        # clients wait in the kernel's queue). Its default, the backlog shared by the workers
+        # (1,024 for one), let as many silent sockets stop every other client.
+        backpressure=s.worker_connections,
+        # hyper closes a connection that has not sent a whole request head in this time: a new
+        # one, or one kept alive and idle between requests (hyper's default: 30 s).
+        http1_settings=HTTP1Settings(header_read_timeout=round(s.header_timeout * 1000)),
+        # HTTP/2 (under TLS) has no such timeout; pings every --header-timeout at least drop the
+        # connections of peers gone away (granian's default sends none).
+        http2_settings=HTTP2Settings(keep_alive_interval=round(s.header_timeout * 1000)),
         # Under TLS, HTTP/2 is offered by ALPN and HTTP/1.1 stays available. Without TLS, HTTP/1.1
         # only, as nginx by default: browsers never speak cleartext HTTP/2 (h2c), and a connection
         # need not be sniffed for its preface.

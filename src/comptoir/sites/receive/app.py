@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from comptoir import terminal
-from comptoir.errors import ClientGone, HTTPError
+from comptoir.errors import BodyTimeout, ClientGone, HTTPError
 from comptoir.http.client import client_label
 from comptoir.http.errors import send_error, wants_json
 from comptoir.http.listing import human_size
@@ -154,6 +154,8 @@ class ReceiveSite:
             return
         except HTTPError as exc:
             await upload.abort()
+            if isinstance(exc, BodyTimeout):
+                self.incomplete += 1
             if body.started and not body.ended:
                 # Refused in the middle of the body (a limit passed): a client still sending
                 # would get a reset, not this answer, if we closed now. Read (and drop) a bounded

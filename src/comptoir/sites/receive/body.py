@@ -6,7 +6,8 @@ multipart body through python-multipart's streaming parser, whose callbacks hand
 same chunk). Only what follows a new file's headers in a chunk is kept until the chunk is parsed:
 the file is opened then, as its folders are made in a thread, which a callback cannot wait for.
 A client that leaves midway is `ClientGone`; a body refused midway (a limit passed) is read a
-little further and dropped (`TrackedBody.drain`) so that the client reads the answer.
+little further and dropped (`TrackedBody.drain`) so that the client reads the answer; a body that
+stalls is `BodyTimeout` (408, from the request's `receive`: clientlimits.py), with nothing drained.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from python_multipart import MultipartParser
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartState, parse_options_header
 
-from comptoir.errors import ClientGone, HTTPError
+from comptoir.errors import BodyTimeout, ClientGone, HTTPError
 from comptoir.sites.receive.upload import PartFile, Upload
 from comptoir.types import Message, Receive
 
@@ -44,7 +45,12 @@ class TrackedBody:
 
     async def receive(self) -> Message:
         """The next ASGI message, noting where the body is."""
-        message = await self._receive()
+        try:
+            message = await self._receive()
+        except BodyTimeout:
+            # The body stalled (--body-timeout): nothing more is read of it, nothing drained.
+            self.started = self.ended = True
+            raise
         self.started = True
         if message["type"] != "http.request" or not message.get("more_body", False):
             self.ended = True
