@@ -114,7 +114,10 @@ def test_a_slowloris_of_2000_connections_leaves_others_served(tmp_path: Path) ->
         latencies: list[float] = []
         trickled_at = started
         try:
-            with httpx.Client(timeout=5) as client:
+            # A new connection each time, as new visitors come (a kept-alive one, accepted
+            # before, would not meet the connection cap).
+            fresh = httpx.Limits(max_keepalive_connections=0)
+            with httpx.Client(timeout=5, limits=fresh) as client:
                 # 10 s of attack, while a client of the same address asks for a file again
                 # and again.
                 while time.monotonic() - started < 10:
