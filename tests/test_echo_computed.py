@@ -230,3 +230,28 @@ async def test_computed_answers_are_the_stacks_byte_for_byte(
 
 # One pair of apps for every example (building them is the slow part); the test never writes.
 _APPS: dict[str, Apps] = {}
+
+
+PLAIN = [
+    (b"echo.test", "http", []),
+    (b"echo.test:80", "http", []),
+    (b"echo.test:443", "http", []),
+    (b"echo.test:443", "https", []),
+    (b"echo.test:80", "https", []),
+    (b"ECHO.test:8000", "http", [(b"user-agent", b"curl/8.0"), (b"accept", b"*/*")]),
+    (b"echo.test", "http", [(b"x_under", b"1"), (b"x-quote", b'"\\\x7f\xe9')]),
+    (b"echo.test", "http", [(b"accept", b"a"), (b"accept", b"b")]),  # repeated: folded
+    (b"echo.test", "http", [(b"cookie", b"a=1; comptoir_session_x=s")]),
+    (b"echo.test", "https", [(b"x-forwarded-proto", b"http")]),
+]
+
+
+@pytest.mark.parametrize(("host", "scheme", "headers"), PLAIN)
+@pytest.mark.parametrize("path", [b"/get", b"//get", b"/g%65t"])
+async def test_the_usual_get_is_the_stacks_byte_for_byte(
+    apps: Apps, host: bytes, scheme: str, headers: list[tuple[bytes, bytes]], path: bytes
+) -> None:
+    # The plain /get (computed.plain_get: one pass, no query) is what load tests and most clients
+    # send: every spelling of it the random test above rarely draws.
+    await apps.prime(host, path)
+    await apps.same(_scope(path, [(b"host", host), *headers], scheme=scheme))

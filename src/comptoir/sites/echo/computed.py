@@ -19,7 +19,14 @@ from starlette.requests import HTTPConnection
 
 from comptoir.hosts import RAW_ROOT_PATH
 from comptoir.sites.echo.context import SCOPE_KEY, EchoContext
-from comptoir.sites.echo.inspection import origin, query_args, request_headers, request_url
+from comptoir.sites.echo.inspection import (
+    ENV_HEADERS,
+    header_name,
+    origin,
+    query_args,
+    request_headers,
+    request_url,
+)
 from comptoir.sites.echo.responses import pretty_at, pretty_json
 from comptoir.types import Scope
 
@@ -133,12 +140,62 @@ def body(describe: Describe, scope: Scope) -> bytes | None:
     return describe(HTTPConnection(scope)).encode()
 
 
+# Request headers the plain /get below leaves to the general code: what changes the URL, the
+# origin or the headers shown (cookies are filtered, proxies' headers hidden), or announces a body.
+_NOT_PLAIN = _UNUSUAL | ENV_HEADERS | {b"cookie", b"content-length", b"transfer-encoding"}
+
+
+def plain_get(scope: Scope) -> bytes | None:
+    """/get at the root for the usual request — no query, a plain Host, a path with nothing to
+    escape, headers each sent once — written in one pass over the headers; None for anything
+    else (the general functions above answer it, byte for byte the same where both do)."""
+    raw = scope.get("raw_path")
+    client = scope.get("client")
+    scheme = scope.get("scheme", "http")
+    if (
+        scope.get("query_string")
+        or scope.get("root_path")
+        or raw is None
+        or raw[:1] != b"/"
+        or raw.translate(None, _SAFE_PATH)
+        or not client
+        or (scheme != "http" and scheme != "https")
+    ):
+        return None
+    shown: dict[str, str] = {}
+    host = b""
+    for name, value in scope["headers"]:
+        if name in _NOT_PLAIN:
+            return None
+        title = header_name(name)
+        if title in shown:
+            return None  # repeated: folded by the general code
+        shown[title] = value.decode("latin-1")
+        if name == b"host":
+            host = value
+    if not host or not host.isascii() or b"xn--" in host.lower():
+        return None
+    netloc = host.decode("ascii")
+    if netloc.endswith(":80" if scheme == "http" else ":443"):
+        netloc = netloc.rpartition(":")[0]
+    url = f"{scheme}://{netloc}/{raw.lstrip(b'/').decode('ascii')}"
+    return (
+        f'{{\n  "args": {{}},\n  "headers": {_strings(shown, "  ")},'
+        f'\n  "origin": {_json_string(str(client[0]))},\n  "url": {_json_string(url)}\n}}\n'
+    ).encode()
+
+
 def outer(describe: Describe, context: EchoContext) -> Callable[[Scope], bytes | None]:
     """The same answer, from the scope the worker receives (before the host router)."""
     prefix = context.prefix
     spelled = prefix.encode("utf-8", "surrogateescape")
+    plain = describe is _get and not prefix
 
     def answer(scope: Scope) -> bytes | None:
+        if plain:
+            found = plain_get(scope)
+            if found is not None:
+                return found
         if scope.get("root_path"):
             return None  # a server-level root path: the router's arithmetic, not repeated here
         child = dict(scope)
