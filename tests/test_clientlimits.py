@@ -251,6 +251,31 @@ async def test_a_stalled_multipart_upload_is_408_and_leaves_nothing(tmp_path: Pa
     assert list(tmp_path.iterdir()) == []
 
 
+async def test_a_stalled_body_is_408_on_a_starlette_site_too() -> None:
+    # Echo reads its bodies through Starlette: the 408 comes out of the adapter all the same.
+    from comptoir.sites.echo import EchoOptions
+
+    app = build_app(make_config("echo", EchoOptions(), body_timeout=0.05))
+    messages = [{"type": "http.request", "body": b"{", "more_body": True}]
+
+    async def receive() -> Message:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    sent: list[Message] = []
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = scope_from("192.0.2.1", "POST", "/anything")
+    scope["headers"].append((b"content-length", b"1000"))
+    await asyncio.wait_for(app(scope, receive, send), 5)
+    assert sent[0]["status"] == 408
+    assert dict(sent[0]["headers"])[b"connection"] == b"close"
+
+
 # -- open files and what granian is given ------------------------------------------------------
 
 
