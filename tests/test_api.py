@@ -432,3 +432,42 @@ async def test_front_page_for_browsers_escapes_names(tmp_path: Path, make: Make)
     assert r.status_code == 200 and "text/html" in r.headers["content-type"]
     assert "<script>x" not in r.text and "&lt;script&gt;x" in r.text
     assert "/api/t" in r.text
+
+
+# --- pages for browsers ----------------------------------------------------------------------
+
+HTML = {"accept": "text/html"}
+
+
+async def test_browsers_get_pages_at_the_same_urls(assoc: httpx.AsyncClient) -> None:
+    r = await assoc.get("/api/associations_etudiantes?_sort=-membres&_facet=type", headers=HTML)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["vary"] == "accept"
+    page = r.text
+    assert page.index("Bureau des Sports") < page.index("Ciné-Club")  # sorted
+    assert 'aria-sort="descending"' in page
+    assert "Robotique &amp; Co" in page  # escaped
+    assert "curl &#39;http://testserver/api/associations_etudiantes?_sort=-membres" in page
+    facet = "/api/associations_etudiantes?_sort=-membres&amp;_facet=type&amp;type=culturelle"
+    assert f'<a href="{facet}">culturelle</a> 2' in page
+    # A filter form's fields become the filter parameter they stand for.
+    form = "/api/associations_etudiantes?_sort=id&_column=membres&_op=gte&_value=42&q="
+    r = await assoc.get(form, headers=HTML)
+    assert r.status_code == 303
+    assert r.headers["location"] == "/api/associations_etudiantes?_sort=id&membres__gte=42"
+    r = await assoc.get("/api/evenements_associations/3", headers=HTML)
+    assert '<a href="/api/associations_etudiantes/2">2</a>' in r.text  # along the relation
+    r = await assoc.get("/api/associations_etudiantes/2", headers=HTML)
+    assert "/api/associations_etudiantes/2/evenements_associations" in r.text
+    # Scripts and other clients get JSON at the same URLs.
+    assert (await assoc.get("/api/associations_etudiantes/2")).json()["id"] == 2
+
+
+async def test_docs_page_and_its_vendored_assets(assoc: httpx.AsyncClient) -> None:
+    r = await assoc.get("/docs")
+    assert r.status_code == 200
+    assert 'data-openapi="/openapi.json"' in r.text
+    assert "https://" not in r.text.split("<footer>")[0]  # nothing from elsewhere
+    for asset in ("vendor/swagger-ui/swagger-ui-bundle.js", "vendor/swagger-ui/swagger-ui.css"):
+        r = await assoc.get("/.comptoir/" + asset)
+        assert r.status_code == 200 and len(r.content) > 100_000, asset

@@ -18,15 +18,17 @@ import asyncio
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import parse_qsl, quote, unquote
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import polars as pl
 
 from comptoir.errors import ConfigError, HTTPError
+from comptoir.http.paths import location_value
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
 from comptoir.sites.api.openapi import openapi_document
 from comptoir.sites.api.output import csv_chunks, dumps, json_chunks, ndjson_chunks, row_object
+from comptoir.sites.api.pages import docs_page, form_target, row_page, table_page
 from comptoir.sites.api.query import Query, QueryError, parse_query, typed
 from comptoir.sites.api.relations import Relation, find_relations
 from comptoir.sites.api.routes import Route, fill
@@ -106,7 +108,7 @@ class ApiSite:
             # The front page, the OpenAPI document and unknown paths are answered as every site
             # answers them: errors as text, JSON, or a page for a browser, by Accept.
             error = None
-            if path not in ("/", "/openapi.json"):
+            if path not in ("/", "/openapi.json", "/docs"):
                 error = HTTPError(404, "Not found")
             elif method not in ("GET", "HEAD", "OPTIONS"):
                 error = HTTPError(405, "Method not allowed", {"Allow": READ_METHODS})
@@ -127,6 +129,8 @@ class ApiSite:
                 await self._send_json(scope, send, await self._custom(route, params))
             elif path == "/":
                 await self._front(scope, send)
+            elif path == "/docs":
+                await self._send_html(scope, send, docs_page(self.prefix))
             elif path == "/openapi.json":
                 doc = openapi_document(self.tables, self.relations, self.options, self.prefix)
                 await self._send_json(scope, send, doc)
@@ -155,6 +159,16 @@ class ApiSite:
         if len(parts) == 2 and parts[1]:
             table = await self._table(unquote(parts[0]))
             row = self._row(table, unquote(parts[1]))
+            if wants_html(scope):
+                page = row_page(
+                    prefix=self.prefix,
+                    table=table,
+                    relations=self.relations,
+                    row=row,
+                    host=_host(scope),
+                )
+                await self._send_html(scope, send, page)
+                return
             query = self._query(scope, table)
             obj = row_object(row)
             await self._nest(table, [obj], query)
@@ -246,6 +260,15 @@ class ApiSite:
         fmt: str,
         where: pl.Expr | None = None,
     ) -> None:
+        html = fmt == "json" and wants_html(scope)
+        if html:
+            target = form_target(_pairs(scope))
+            if target is not None:
+                # The filter form's fields, as the filter parameter they stand for.
+                location = self.prefix + scope["path"]
+                location += "?" + urlencode(target) if target else ""
+                await _see_other(scope, send, location)
+                return
         query = self._query(scope, table, export=fmt != "json")
         if where is not None:
             query.filters.append(where)
@@ -260,6 +283,22 @@ class ApiSite:
             headers["Link"] = link
         if fmt != "json":
             await self._stream(scope, send, fmt, frame, headers)
+            return
+        if html:
+            page = table_page(
+                prefix=self.prefix,
+                path=scope["path"],
+                table=table,
+                relations=self.relations,
+                pairs=_pairs(scope),
+                query=query,
+                rows=frame.rows(named=True),
+                total=total,
+                facets=facets,
+                title=table.name if where is None else f"{table.name} of this row",
+                host=_host(scope),
+            )
+            await self._send_html(scope, send, page)
             return
         rows = [row_object(r) for r in frame.rows(named=True)]
         await self._nest(table, rows, query)
@@ -342,10 +381,14 @@ class ApiSite:
             await self._send_json(scope, send, {"tables": tables})
             return
         body = render("api_index.html", tables=tables, prefix=self.prefix).encode()
+        await self._send_html(scope, send, body)
+
+    async def _send_html(self, scope: Scope, send: Send, body: bytes) -> None:
         headers = [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"content-length", str(len(body)).encode()),
             (b"cache-control", b"no-cache"),
+            (b"vary", b"accept"),
         ]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send(
@@ -409,6 +452,18 @@ class ApiSite:
                 break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _host(scope: Scope) -> str:
+    """The Host header, for the curl lines of the pages (escaped by the templates)."""
+    host: bytes = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"localhost")
+    return host.decode("latin-1")
+
+
+async def _see_other(scope: Scope, send: Send, location: str) -> None:
+    headers = [(b"location", location_value(location)), (b"content-length", b"0")]
+    await send({"type": "http.response.start", "status": 303, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _next(chunks: Iterator[bytes]) -> bytes | None:
