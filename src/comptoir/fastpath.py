@@ -23,7 +23,6 @@ listings, errors, redirects, writes, WebSockets, multipart ranges and refused pr
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -190,10 +189,11 @@ class FastPath:
 
 
 def _compute(scope: Scope, entry: ComputedEntry) -> Prepared | None:
-    body = None
-    # A function that fails declines: the full stack then answers (and reports) the same request.
-    with contextlib.suppress(Exception):
+    try:
         body = entry.answer(scope)
+    except Exception:
+        # A function that fails declines: the full stack answers (and reports) the same request.
+        return None
     if body is None:
         return None
     headers = list(entry.headers)
