@@ -3,10 +3,14 @@
 Each data file is a table (tables.py), queried through the query string (query.py), written as
 JSON, CSV or JSON lines (output.py), with relations between tables (relations.py), custom routes
 declared in sites.toml (routes.py), and an OpenAPI document (openapi.py). The app is app.py.
+With `--write`, writes (writes.py) change the rows (changes.py), each saved in the table's journal
+(journal.py) before its answer and in its file soon after (live.py).
 """
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -48,6 +52,17 @@ class ApiOptions:
     )
     strict: bool = setting(
         False, "Refuse a file with malformed rows (else they are left out).", flag_only=True
+    )
+    write: bool = setting(
+        False,
+        "Take writes: POST, PUT, PATCH and DELETE under /api/ (each saved to disk before its "
+        "answer, and in the file within about a second).",
+        flag_only=True,
+    )
+    cors: tuple[str, ...] = setting(
+        (),
+        "An origin whose pages may write (e.g. http://localhost:5173); reads answer any origin. "
+        "Repeatable.",
     )
     default_limit: int = setting(100, "Rows per page when _limit is not given.", minimum=1)
     max_limit: int = setting(1000, "Largest _limit (exports take _limit=all).", minimum=1)
@@ -125,11 +140,24 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
             parse_relation(text)
         except ValueError as exc:
             problems.append(Problem("relation", str(exc)))
+    for origin in options.cors:
+        if not re.fullmatch(r"(https?://[^/\s]+|null)/?", origin, re.I):
+            problems.append(
+                Problem(
+                    "cors", f"{origin!r}: write an origin, scheme and host (https://example.org)"
+                )
+            )
     if problems:
         return problems
     names = options.table_files()
     if not names:
         problems.append(Problem("data", "no CSV, TSV, Parquet or JSON lines file found"))
+    if options.write:
+        for folder in sorted({path.resolve().parent for path in names.values()}):
+            if not os.access(folder, os.W_OK):
+                problems.append(
+                    Problem("write", f"{folder}: not writable (--write saves next to the files)")
+                )
     for route in options.route:
         for table in [route.table, route.require[0] if route.require else None]:
             if table is not None and table not in names:
@@ -138,6 +166,16 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
                     Problem("route", f"{route.path}: no table {table!r} (tables: {known})")
                 )
     return problems
+
+
+async def startup(app: ApiSite) -> None:
+    """Changes a crash left in a journal go into their files."""
+    await app.live.start()
+
+
+async def shutdown(app: ApiSite) -> None:
+    """Every write in its file before the worker ends (the journals removed)."""
+    await app.live.close()
 
 
 def url_suffix(options: ApiOptions) -> str:
@@ -209,6 +247,8 @@ KIND = SiteKind(
     help="Serve CSV files (or folders of them) as a JSON REST API with filters and OpenAPI.",
     demo=DEMO,
     validate=validate,
+    startup=startup,
+    shutdown=shutdown,
     url_suffix=url_suffix,
     banner=banner,
 )

@@ -7,33 +7,37 @@ front page.
     GET /api/<table>/<key>         one row
     GET /api/<parent>/<key>/<child>         the rows of `child` that point to that row
 
-Reads answer any origin (CORS, never with credentials); the tables are read-only here: other
-methods get 405 with `Allow`. A table whose file changed on disk is read again, checked at most
-once a second, in a thread (requests meanwhile get the rows as they were).
+    POST /api/<table>, PUT|PATCH|DELETE /api/<table>/<key>   with --write (writes.py)
+
+Reads answer any origin (CORS, never with credentials); without --write the tables are read-only:
+other methods get 405 with `Allow`. Before a read, the changes other workers wrote are applied,
+and a file changed on disk is read again (live.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 import polars as pl
 
-from comptoir.errors import ConfigError, HTTPError
+from comptoir.errors import HTTPError
 from comptoir.http.paths import location_value
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
+from comptoir.sites.api.changes import row_etag
+from comptoir.sites.api.live import LiveTables
 from comptoir.sites.api.openapi import openapi_document
 from comptoir.sites.api.output import csv_chunks, dumps, json_chunks, ndjson_chunks, row_object
-from comptoir.sites.api.pages import docs_page, form_target, row_page, table_page
+from comptoir.sites.api.pages import curl_line, docs_page, form_target, row_page, table_page
 from comptoir.sites.api.query import Query, QueryError, parse_query, typed
 from comptoir.sites.api.relations import Relation, find_relations
 from comptoir.sites.api.routes import Route, fill
 from comptoir.sites.api.tables import Problem as RowProblem
-from comptoir.sites.api.tables import Table, load_table, signature
+from comptoir.sites.api.tables import Table, load_table
+from comptoir.sites.api.writes import Writes
 from comptoir.sites.toolkit import send_http_error, wants_html
 from comptoir.terminal import write_line
 from comptoir.types import Receive, Scope, Send
@@ -47,7 +51,6 @@ MEDIA = {
     "ndjson": b"application/x-ndjson",
 }
 CORS = (b"access-control-allow-origin", b"*")
-RELOAD_EVERY = 1.0
 
 
 class ApiError(Exception):
@@ -86,8 +89,15 @@ class ApiSite:
             self._report(table.problems, table.skipped)
         self.relations = find_relations(self.tables, options.relation)
         self.routes: tuple[Route, ...] = options.route
-        self._checked: dict[str, float] = {}
-        self._reloading: dict[str, asyncio.Task[None]] = {}
+        self.live = LiveTables(
+            self.tables,
+            self._load,
+            log=lambda line: self.log(line),
+            reported=lambda table: self._report(table.problems, table.skipped),
+            reloaded=self._reloaded,
+            writable=options.write,
+        )
+        self.writes = Writes(self.live, self.prefix, options.cors) if options.write else None
 
     def _report(self, problems: list[RowProblem], skipped: int) -> None:
         for problem in problems:
@@ -116,6 +126,13 @@ class ApiSite:
                 await send_http_error(scope, send, error, self.prefix + "/")
                 return
         try:
+            if self.writes is not None and route is None and path.startswith("/api/"):
+                if method == "OPTIONS":
+                    await self.writes.options(scope, send, path)
+                    return
+                if method not in ("GET", "HEAD"):
+                    await self.writes.handle(scope, receive, send, path)
+                    return
             if method == "OPTIONS":
                 await self._preflight(scope, send)
                 return
@@ -166,13 +183,16 @@ class ApiSite:
                     relations=self.relations,
                     row=row,
                     host=_host(scope),
+                    scheme=_scheme(scope),
                 )
                 await self._send_html(scope, send, page)
                 return
             query = self._query(scope, table)
             obj = row_object(row)
             await self._nest(table, [obj], query)
-            await self._send_json(scope, send, obj)
+            # Its ETag, for If-Match on a write (the row's values: the nested rows aside).
+            tag = {"ETag": row_etag(row), "Access-Control-Expose-Headers": "ETag"}
+            await self._send_json(scope, send, obj, headers=tag)
             return
         if len(parts) == 3 and parts[2]:
             parent = await self._table(unquote(parts[0]))
@@ -194,42 +214,23 @@ class ApiSite:
         table = self.tables.get(name)
         if table is None:
             raise ApiError(404, {"error": f"no table {name!r}"})
-        now = time.monotonic()
-        if now - self._checked.get(name, 0.0) >= RELOAD_EVERY:
-            self._checked[name] = now
-            await self._maybe_reload(table)
+        await self.live.refresh(name)  # other workers' writes; the file changed on disk
         return self.tables[name]
 
-    async def _maybe_reload(self, table: Table) -> None:
-        try:
-            changed = signature(table.path) != table.signature
-        except OSError:
-            return  # gone for a moment (an editor saving): keep serving what was read
-        if not changed:
-            return
-        task = self._reloading.get(table.name)
-        if task is None or task.done():
-            task = asyncio.create_task(self._reload(table))
-            self._reloading[table.name] = task
-        await asyncio.shield(task)
-
-    async def _reload(self, table: Table) -> None:
+    def _load(self, name: str) -> Table:
+        """Read a table's file again (live.py calls it, in a thread)."""
         options = self.options
-        try:
-            fresh = await asyncio.to_thread(
-                load_table,
-                table.name,
-                table.path,
-                key=options.keys().get(table.name),
-                types=options.column_types().get(table.name),
-                strict=options.strict,
-            )
-        except ConfigError as exc:
-            self.log(f"api: {exc} (still serving the rows read before)")
-            return
-        self._report(fresh.problems, fresh.skipped)
-        self.tables[table.name] = fresh
-        self.relations = find_relations(self.tables, options.relation)
+        return load_table(
+            name,
+            self.tables[name].path,
+            key=options.keys().get(name),
+            types=options.column_types().get(name),
+            strict=options.strict,
+        )
+
+    def _reloaded(self) -> None:
+        """A file was read again: the relations are found again."""
+        self.relations = find_relations(self.tables, self.options.relation)
 
     def _row(self, table: Table, text: str) -> dict[str, Any]:
         try:
@@ -297,6 +298,7 @@ class ApiSite:
                 facets=facets,
                 title=table.name if where is None else f"{table.name} of this row",
                 host=_host(scope),
+                scheme=_scheme(scope),
             )
             await self._send_html(scope, send, page)
             return
@@ -374,6 +376,9 @@ class ApiSite:
                 "key": t.key,
                 "columns": [(c, _type(t, c)) for c in t.columns],
                 "url": f"{self.prefix}/api/{quote(t.name)}",
+                "curl": curl_line(
+                    _scheme(scope), _host(scope), f"{self.prefix}/api/{quote(t.name)}?_limit=5"
+                ),
             }
             for t in self.tables.values()
         ]
@@ -452,6 +457,10 @@ class ApiSite:
                 break
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
+
+
+def _scheme(scope: Scope) -> str:
+    return "https" if scope.get("scheme") in ("https", "wss") else "http"
 
 
 def _host(scope: Scope) -> str:

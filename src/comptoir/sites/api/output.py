@@ -44,7 +44,7 @@ def dumps(obj: Any) -> bytes:
     ).encode()
 
 
-def _texts(frame: pl.DataFrame, *, csv: bool) -> pl.DataFrame:
+def texts(frame: pl.DataFrame, *, csv: bool) -> pl.DataFrame:
     """Temporal columns as their text, NaN as null; for CSV, formula-looking text defused."""
     exprs = []
     for name, dtype in frame.schema.items():
@@ -81,17 +81,17 @@ def csv_value(value: Any) -> str:
 def csv_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
     """The frame as CSV, header first, a chunk of rows at a time."""
     if frame.height == 0:
-        yield _texts(frame, csv=True).write_csv(include_header=True).encode()
+        yield texts(frame, csv=True).write_csv(include_header=True).encode()
         return
     for start in range(0, frame.height, CHUNK_ROWS):
-        chunk = _texts(frame.slice(start, CHUNK_ROWS), csv=True)
+        chunk = texts(frame.slice(start, CHUNK_ROWS), csv=True)
         yield chunk.write_csv(include_header=start == 0).encode()
 
 
 def ndjson_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
     """The frame as JSON lines, a chunk of rows at a time."""
     for start in range(0, frame.height, CHUNK_ROWS):
-        yield _texts(frame.slice(start, CHUNK_ROWS), csv=False).write_ndjson().encode()
+        yield texts(frame.slice(start, CHUNK_ROWS), csv=False).write_ndjson().encode()
 
 
 def json_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
@@ -101,7 +101,7 @@ def json_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
         return
     yield b"["
     for start in range(0, frame.height, CHUNK_ROWS):
-        text = _texts(frame.slice(start, CHUNK_ROWS), csv=False).write_json()
+        text = texts(frame.slice(start, CHUNK_ROWS), csv=False).write_json()
         inner = text.strip()[1:-1]
         yield (b"," if start else b"") + inner.encode()
     yield b"]\n"

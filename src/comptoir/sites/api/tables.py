@@ -12,12 +12,17 @@ Reading (`load_table`):
 
 A table's key is its `id` column when it is unique, else the column named by `--id`, else the row
 number, as a `rowid` column (1 for the first row). Rows keep the file's order.
+
+Writing (`write_data`, for `--write`): the rows back into the file's own format — its delimiter,
+encoding, byte-order mark and line ending, its columns in their order, without a `rowid` it did not
+have; dates and datetimes spelled as the API spells them, an empty cell for null.
 """
 
 from __future__ import annotations
 
 import codecs
 import csv
+import dataclasses
 import io
 import os
 import re
@@ -30,6 +35,7 @@ from typing import Any
 import polars as pl
 
 from comptoir.errors import ConfigError
+from comptoir.sites.api.output import texts
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
 SUFFIXES[".ndjson"] = "jsonl"
@@ -58,9 +64,26 @@ class Problem:
         return f"{self.path}:{self.line}: {self.message}"
 
 
+@dataclass(frozen=True)
+class Source:
+    """How a table's file is written, so that writing it back changes nothing else."""
+
+    kind: str = "csv"  # csv, tsv, parquet, jsonl
+    separator: str = ","
+    encoding: str = "utf-8"  # or latin-1
+    bom: bool = False
+    newline: str = "\n"
+    # The key is the row number, a column the file does not have.
+    rowid: bool = False
+
+
 @dataclass
 class Table:
-    """One table: its rows, its key, where it comes from."""
+    """One table: its rows, its key, where it comes from.
+
+    A table is a snapshot: a write makes a new Table (changes.py), and a request holding this one
+    keeps reading the rows as they were.
+    """
 
     name: str
     path: Path
@@ -70,6 +93,13 @@ class Table:
     signature: tuple[int, int] = (0, 0)
     problems: list[Problem] = field(default_factory=list)
     skipped: int = 0
+    source: Source = Source()
+    # The largest integer key this table and those it was made from had (None: not looked up
+    # yet, or not an integer key): a posted row gets the next one (changes.py).
+    top_key: int | None = None
+    # Key → row index when the key column is not sorted (built at the first lookup). Tables made
+    # by appending a row share it with the table before them: an index at or past `frame.height`
+    # is a row that table does not have.
     _index: dict[Any, int] | None = None
 
     @property
@@ -92,7 +122,8 @@ class Table:
             return None
         if self._index is None:
             self._index = {k: i for i, k in enumerate(series.to_list())}
-        return self._index.get(key)
+        found = self._index.get(key)
+        return found if found is not None and found < self.frame.height else None
 
 
 def table_name(path: Path) -> str:
@@ -135,38 +166,97 @@ def load_table(
     kind = SUFFIXES.get(path.suffix.lower(), "csv")
     problems: list[Problem] = []
     skipped = 0
+    source = Source(kind=kind)
     try:
         if kind == "parquet":
             frame = pl.read_parquet(path)
         elif kind == "jsonl":
             frame = pl.read_ndjson(path)
         else:
-            frame, problems, skipped = _read_csv(path, tab=kind == "tsv", strict=strict)
+            frame, problems, skipped, source = _read_csv(path, tab=kind == "tsv", strict=strict)
     except ConfigError:
         raise
     except (pl.exceptions.PolarsError, OSError, ValueError) as exc:
         raise ConfigError(f"{path}: cannot read: {_first_line(exc)}") from None
     frame = _typed(frame, types or {}, path)
+    generated = ROWID not in frame.columns
     frame, key_column = _keyed(frame, key, path)
-    return Table(name, path, frame, key_column, sig, problems, skipped)
+    if key_column == ROWID and generated:
+        source = dataclasses.replace(source, rowid=True)
+    frame = sorted_key(frame, key_column)
+    return Table(name, path, frame, key_column, sig, problems, skipped, source)
+
+
+# Rows converted to text and written at a time when the file's encoding is not UTF-8.
+WRITE_CHUNK = 20_000
+
+
+def write_data(frame: pl.DataFrame, source: Source, path: Path) -> None:
+    """Write a table's rows to `path` in its file's format, and flush them to the disk."""
+    if source.rowid and ROWID in frame.columns:
+        frame = frame.drop(ROWID)
+    if source.kind == "parquet":
+        frame.write_parquet(path)
+    elif source.kind == "jsonl":
+        texts(frame, csv=False).write_ndjson(path)
+    elif source.encoding == "utf-8":
+        # Straight to the file: Polars writes it without holding the interpreter.
+        texts(frame, csv=False).write_csv(
+            path,
+            separator=source.separator,
+            line_terminator=source.newline,
+            include_bom=source.bom,
+        )
+    else:
+        with open(path, "wb") as out:
+            for start in range(0, max(frame.height, 1), WRITE_CHUNK):
+                text = texts(frame.slice(start, WRITE_CHUNK), csv=False).write_csv(
+                    separator=source.separator,
+                    line_terminator=source.newline,
+                    include_header=start == 0,
+                )
+                out.write(text.encode(source.encoding))
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sorted_key(frame: pl.DataFrame, key: str) -> pl.DataFrame:
+    """The frame with its key column marked sorted when it is (in ascending order): lookups by key
+    are then a binary search, and Polars does not check the order again at each one."""
+    series = frame[key]
+    if series.dtype.is_integer() and not series.flags["SORTED_ASC"] and series.is_sorted():
+        frame = frame.clone()  # the same columns; the mark is on this frame's copy of the list
+        frame.replace_column(frame.get_column_index(key), series.set_sorted())
+    return frame
 
 
 def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def _read_csv(path: Path, *, tab: bool, strict: bool) -> tuple[pl.DataFrame, list[Problem], int]:
+def _read_csv(
+    path: Path, *, tab: bool, strict: bool
+) -> tuple[pl.DataFrame, list[Problem], int, Source]:
     raw = path.read_bytes()
-    if raw.startswith(codecs.BOM_UTF8):
+    bom = raw.startswith(codecs.BOM_UTF8)
+    if bom:
         raw = raw[len(codecs.BOM_UTF8) :]
+    encoding = "utf-8"
     try:
         raw.decode("utf-8")
     except UnicodeDecodeError:
         # Not UTF-8: Latin-1 (every byte is a character), handed to Polars as UTF-8.
         raw = raw.decode("latin-1").encode("utf-8")
+        encoding = "latin-1"
     if not raw.strip():
         raise ConfigError(f"{path}: empty file (a CSV needs at least a header line)")
     separator = "\t" if tab else _sniff(raw[: 64 * 1024])
+    end = raw.find(b"\n")
+    newline = "\r\n" if end > 0 and raw[end - 1 : end] == b"\r" else "\n"
+    source = Source("tsv" if tab else "csv", separator, encoding, bom, newline)
     bad, expected = _ragged_rows(raw, separator)
     problems = [
         Problem(path, line, f"{found} fields, expected {expected}")
@@ -192,7 +282,7 @@ def _read_csv(path: Path, *, tab: bool, strict: bool) -> tuple[pl.DataFrame, lis
             .filter(~pl.col("__row").is_in(rows.to_list()))
             .drop("__row")
         )
-    return frame, problems[:MAX_PROBLEMS], len(problems)
+    return frame, problems[:MAX_PROBLEMS], len(problems), source
 
 
 def _sniff(head: bytes) -> str:

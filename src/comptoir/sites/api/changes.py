@@ -1,0 +1,240 @@
+"""Changes to a table's rows: a row put (inserted, or replacing the row of its key) or a row
+deleted, each making a new Table; the old one stays as it was for the requests still reading it.
+
+A change costs about the same on a table of a million rows as on ten: the new frame is slices of
+the old one around the row (Polars shares their memory) and the row itself, not a copy. Slices add
+chunks to the frame, which the next rewrite of the file gathers again (live.py: `rechunked`).
+
+Changes are *states*, not differences: `put` carries the whole row, `delete` the key. Applying a
+journal's changes again to rows that already have some of them gives the same rows (replaying a
+journal after a crash between the file's rewrite and the journal's rotation is safe).
+
+Values come as JSON gives them (`column_value`): checked against the column's type and converted,
+each mistake a message for that field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import itertools
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import polars as pl
+
+from comptoir.sites.api.output import dumps, row_object
+from comptoir.sites.api.query import type_name
+from comptoir.sites.api.tables import ROWID, Table, sorted_key
+
+_INTEGER_RANGES: dict[Any, tuple[int, int]] = {
+    pl.Int8: (-(2**7), 2**7 - 1),
+    pl.Int16: (-(2**15), 2**15 - 1),
+    pl.Int32: (-(2**31), 2**31 - 1),
+    pl.Int64: (-(2**63), 2**63 - 1),
+    pl.UInt8: (0, 2**8 - 1),
+    pl.UInt16: (0, 2**16 - 1),
+    pl.UInt32: (0, 2**32 - 1),
+    pl.UInt64: (0, 2**64 - 1),
+}
+EXAMPLES = {
+    "integer": "42",
+    "float": "4.2",
+    "boolean": "true or false",
+    "date": '"2024-05-01"',
+    "datetime": '"2024-05-01T10:30:00"',
+    "string": '"text"',
+}
+
+
+def column_value(table: Table, column: str, value: Any) -> Any:
+    """A JSON value as a value of `column` (ValueError saying what the column takes)."""
+    if value is None:
+        return None
+    dtype = table.dtype(column)
+    kind = type_name(dtype)
+    wrong = ValueError(f"{_shown(value)} is not {_article(kind)} {kind} (e.g. {EXAMPLES[kind]})")
+    if kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise wrong
+        low, high = _INTEGER_RANGES.get(dtype.base_type(), _INTEGER_RANGES[pl.Int64])
+        if not low <= value <= high:
+            raise ValueError(f"{value} is out of this column's range ({low} to {high})")
+        return value
+    if kind == "float":
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise wrong
+        number = float(value)
+        if not math.isfinite(number):
+            raise wrong
+        return number
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise wrong
+        return value
+    if not isinstance(value, str):
+        if kind == "string" and dtype != pl.String:
+            raise ValueError(f"a column of type {dtype} cannot be written")
+        raise wrong
+    if kind == "date":
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise wrong from None
+    if kind == "datetime":
+        try:
+            moment = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise wrong from None
+        if moment.tzinfo is not None:
+            raise ValueError(f"{_shown(value)}: this column's times have no time zone")
+        return moment
+    if dtype != pl.String:
+        raise ValueError(f"a column of type {dtype} cannot be written")
+    if "\x00" in value:
+        raise ValueError("a NUL character cannot be stored in a CSV file")
+    if table.source.encoding != "utf-8":
+        try:
+            value.encode(table.source.encoding)
+        except UnicodeEncodeError as exc:
+            char = value[exc.start]
+            raise ValueError(
+                f"{char!r} cannot be written in this file's encoding ({table.source.encoding})"
+            ) from None
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = dumps(value).decode().strip()
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _article(kind: str) -> str:
+    return "an" if kind[0] in "aeiou" else "a"
+
+
+def row_etag(row: Mapping[str, Any]) -> str:
+    """A row's entity tag: a hash of its values (the same row, the same tag, in every worker)."""
+    digest = hashlib.blake2b(dumps(row_object(dict(row))), digest_size=12).hexdigest()
+    return f'"{digest}"'
+
+
+def next_key(table: Table) -> int:
+    """The key an integer-keyed table gives a row posted without one: one more than the largest
+    ever seen by this table, so a deleted row's key is not given again while the server runs."""
+    return (_top(table) or 0) + 1
+
+
+def _top(table: Table) -> int | None:
+    """The largest integer key this table has seen (None for other keys)."""
+    if table.top_key is not None:
+        return table.top_key
+    keys = table.frame[table.key]
+    if not keys.dtype.is_integer() or keys.is_empty():
+        return None
+    return int(keys[-1] if keys.flags["SORTED_ASC"] else keys.max())  # type: ignore[arg-type]
+
+
+def row_at(table: Table, key: Any) -> dict[str, Any] | None:
+    """The row whose key is `key` (column → Python value), or None."""
+    at = table.position(key)
+    return None if at is None else table.frame.row(at, named=True)
+
+
+def put(table: Table, row: Mapping[str, Any]) -> Table:
+    """A new table where `row` replaces the row of its key, or is added at the end."""
+    frame = table.frame
+    one = pl.DataFrame([[row.get(c) for c in frame.columns]], schema=frame.schema, orient="row")
+    key = row[table.key]
+    at = table.position(key)
+    keys = frame[table.key]
+    was_sorted = keys.flags["SORTED_ASC"]
+    index = table._index
+    if at is None:
+        new = pl.concat([frame, one], how="vertical", rechunk=False)
+        still_sorted = was_sorted and (frame.height == 0 or key > keys[-1])
+        if index is not None:
+            index[key] = frame.height  # shared: the table before has no row at that index
+    else:
+        parts = [frame.slice(0, at), one, frame.slice(at + 1)]
+        new = pl.concat(parts, how="vertical", rechunk=False)
+        still_sorted = was_sorted
+    top = _top(table)
+    if isinstance(key, int) and not isinstance(key, bool):
+        top = key if top is None else max(top, key)
+    if still_sorted:
+        new.replace_column(new.get_column_index(table.key), new[table.key].set_sorted())
+    elif was_sorted:
+        new = sorted_key(new, table.key)  # out of order now: the index takes over
+    return dataclasses.replace(table, frame=new, _index=None if was_sorted else index, top_key=top)
+
+
+def delete(table: Table, key: Any) -> Table:
+    """A new table without the row of `key` (the same table when there is none)."""
+    at = table.position(key)
+    if at is None:
+        return table
+    frame = table.frame
+    was_sorted = frame[table.key].flags["SORTED_ASC"]
+    new = pl.concat([frame.slice(0, at), frame.slice(at + 1)], how="vertical", rechunk=False)
+    if was_sorted:
+        new.replace_column(new.get_column_index(table.key), new[table.key].set_sorted())
+    top = _top(table)
+    # Every row after it moved up by one: an index by key is made again when next needed.
+    return dataclasses.replace(table, frame=new, _index=None, top_key=top)
+
+
+def apply_entries(table: Table, entries: Iterable[Mapping[str, Any]]) -> tuple[Table, list[str]]:
+    """A journal's changes applied in order (JSON values converted); the problems of those that
+    no longer fit the table (its file changed by hand since), which are left out."""
+    problems: list[str] = []
+    for entry in entries:
+        try:
+            if entry.get("op") == "put":
+                values = entry["row"]
+                row = {c: column_value(table, c, values.get(c)) for c in table.columns}
+                if row[table.key] is None:
+                    raise ValueError(f"no {table.key}")
+                table = put(table, row)
+            elif entry.get("op") == "delete":
+                table = delete(table, column_value(table, table.key, entry["key"]))
+        except (ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
+            what = _shown(entry.get("row") or entry.get("key"))
+            problems.append(f"{entry.get('op')} {what}: {exc}")
+    return table, problems
+
+
+def rowid_runs(table: Table) -> list[list[int]] | None:
+    """A rowid table's keys as runs `[first, last]` (1…n when no row was deleted): what the file
+    does not keep, written in the journal so that a replay finds the rows by the same keys."""
+    if not table.source.rowid:
+        return None
+    keys = table.frame[ROWID]
+    if keys.is_empty():
+        return []
+    starts = (keys.diff().fill_null(0) != 1).arg_true().to_list()
+    if not starts or starts[0] != 0:
+        starts.insert(0, 0)
+    bounds = [*starts, len(keys)]
+    return [[int(keys[a]), int(keys[b - 1])] for a, b in itertools.pairwise(bounds)]
+
+
+def with_rowids(table: Table, runs: Sequence[Sequence[int]]) -> Table:
+    """A rowid table whose keys are the runs the journal kept, when they fit its rows."""
+    if not table.source.rowid or sum(b - a + 1 for a, b in runs) != table.frame.height:
+        return table
+    keys = pl.concat(
+        [pl.int_range(a, b + 1, dtype=pl.Int64, eager=True) for a, b in runs]
+        or [pl.Series(ROWID, [], dtype=pl.Int64)]
+    ).alias(ROWID)
+    frame = table.frame.with_columns(keys)
+    top = int(keys.max()) if len(keys) else None  # type: ignore[arg-type]
+    return dataclasses.replace(table, frame=sorted_key(frame, ROWID), _index=None, top_key=top)
+
+
+def rechunked(table: Table) -> Table:
+    """The same rows in one chunk per column (what many changes split), keys marked sorted."""
+    frame = sorted_key(table.frame.rechunk(), table.key)
+    return dataclasses.replace(table, frame=frame, _index=None)
