@@ -190,3 +190,12 @@ def test_check_warns_of_echo_sharing_a_host_with_protected_sites(tmp_path: Path)
     assert "warning" not in _check(SHARED.format(server="", echo_host="a.localhost"), tmp_path, env)
     quiet = _check(SHARED.format(server='password-file = "pw"', echo_host="e.localhost"), tmp_path)
     assert "warning" not in quiet
+
+
+async def test_a_nameless_cookie_naming_comptoir_s_is_refused(echo: httpx.AsyncClient) -> None:
+    # `Set-Cookie: =comptoir_session_x=v` has no name; browsers of RFC 6265's day read it as
+    # `comptoir_session_x=v`.
+    for value in ("=comptoir_session_web%3Dx", "%20%3D%20comptoir_theme%3Ddark"):
+        r = await echo.get(f"/response-headers?Set-Cookie={value}")
+        assert r.status_code == 400, value
+        assert "set-cookie" not in r.headers

@@ -149,7 +149,8 @@ def _reserved(
     elif name == "_after":
         query.after = typed(table, table.key, value, name)
     elif name == "_fields":
-        wanted = [f.strip() for f in value.split(",") if f.strip()]
+        # Each column once, in the order asked (a repeated one is asked once).
+        wanted = list(dict.fromkeys(f.strip() for f in value.split(",") if f.strip()))
         for f in wanted:
             if f not in table.columns:
                 raise QueryError(name, f"no column {f!r}")
@@ -167,8 +168,10 @@ def _reserved(
 
 
 def _whole(name: str, value: str) -> int:
-    if not value.isdigit() or len(value) > 12:
+    if not value.isdigit():
         raise QueryError(name, "must be a whole number")
+    if len(value) > 12:
+        raise QueryError(name, "too large (at most 12 digits)")
     return int(value)
 
 

@@ -183,7 +183,8 @@ async def response_headers(request: Request) -> Response:
         if name.lower() == "content-type":
             content_type = value
             continue
-        if name.lower() == "set-cookie" and own(value.partition("=")[0]):
+        # `=name=value` has no name: some browsers take `name=value` from it.
+        if name.lower() == "set-cookie" and own(value.lstrip(" \t=").partition("=")[0]):
             raise HTTPError(400, "comptoir's own cookies cannot be set here")
         extra.append((name, header_text(value)))
     # The body lists the headers, Content-Length included: iterate until that length is stable.
