@@ -471,3 +471,17 @@ async def test_docs_page_and_its_vendored_assets(assoc: httpx.AsyncClient) -> No
     for asset in ("vendor/swagger-ui/swagger-ui-bundle.js", "vendor/swagger-ui/swagger-ui.css"):
         r = await assoc.get("/.comptoir/" + asset)
         assert r.status_code == 200 and len(r.content) > 100_000, asset
+
+
+async def test_repeated_fields_and_curl_lines_quoted_for_the_shell(
+    assoc: httpx.AsyncClient,
+) -> None:
+    r = await assoc.get("/api/associations_etudiantes?_fields=id,id,nom&_limit=1")
+    assert r.json() == [{"id": 1, "nom": "Club Astronomie"}]
+    r = await assoc.get("/api/associations_etudiantes?_limit=99999999999999")
+    assert r.status_code == 400 and "at most 12 digits" in r.json()["error"]
+    hostile = {"accept": "text/html", "host": "a'$(id)'b"}
+    for path in ("/", "/api/associations_etudiantes", "/api/associations_etudiantes/1"):
+        r = await assoc.get(path, headers=hostile)
+        assert r.status_code == 200, path
+        assert "curl &#39;http://a&#39;&#34;&#39;&#34;&#39;$(id)" in r.text, path

@@ -9,6 +9,7 @@ any other client the JSON, at the same URL. Every value is escaped by the templa
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -64,6 +65,7 @@ def table_page(
     title: str,
     parent: dict[str, str] | None = None,
     host: str = "localhost",
+    scheme: str = "http",
 ) -> bytes:
     """The page of a table's rows (or of a row's children)."""
     base = prefix + path
@@ -147,12 +149,18 @@ def table_page(
         next_url=next_url,
         csv_url=_url(base + ".csv", curl_pairs),
         json_url=_url(base + ".json", curl_pairs),
-        curl=f"curl '{_url(f'http://{host}{base}', curl_pairs)}'",
+        curl="curl " + shlex.quote(_url(f"{scheme}://{host}{base}", curl_pairs)),
     ).encode()
 
 
 def row_page(
-    *, prefix: str, table: Table, relations: Relations, row: dict[str, Any], host: str
+    *,
+    prefix: str,
+    table: Table,
+    relations: Relations,
+    row: dict[str, Any],
+    host: str,
+    scheme: str = "http",
 ) -> bytes:
     """The page of one row, and the tables pointing to it."""
     key_text = _text(row[table.key])[0]
@@ -177,8 +185,13 @@ def row_page(
         key=key_text,
         cells=cells,
         children=children,
-        curl=f"curl 'http://{host}{here}'",
+        curl="curl " + shlex.quote(f"{scheme}://{host}{here}"),
     ).encode()
+
+
+def curl_line(scheme: str, host: str, path: str) -> str:
+    """A shell line fetching `path` (quoted for the shell, whatever the Host header held)."""
+    return "curl " + shlex.quote(f"{scheme}://{host}{path}")
 
 
 def docs_page(prefix: str) -> bytes:
