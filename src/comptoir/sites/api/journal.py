@@ -149,14 +149,6 @@ class Journal:
 
     # --- reading ------------------------------------------------------------------------
 
-    def changed(self) -> bool:
-        """Whether the journal holds something not read yet: one `stat` (on the event loop)."""
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return self.fd is not None
-        return st.st_ino != self.ino or st.st_size != self.seen
-
     def follow(self) -> Reading:
         """What was appended since the last reading, following the journal into its next
         generation when it was replaced (or into a journal made anew)."""

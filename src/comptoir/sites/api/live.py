@@ -28,7 +28,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -78,6 +78,7 @@ class LiveTable:
         self.rewriting: asyncio.Task[None] | None = None
         self.rewrite_took = 0.0
         self.reloads = 0  # a rewrite made from rows read before a reload is dropped
+        self.known = (0, -1)  # the journal (inode, size) the rows published have everything of
 
     @property
     def table(self) -> Table:
@@ -86,6 +87,24 @@ class LiveTable:
 
     def _publish(self, table: Table) -> None:
         self.site.tables[self.name] = replace(table, signature=self.base)
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """This table's lock; what the journal held when it is let go is in the rows published
+        (a read that finds the journal so needs nothing more: `stale`)."""
+        with self.lock:
+            try:
+                yield
+            finally:
+                self.known = (self.journal.ino, self.journal.seen)
+
+    def stale(self) -> bool:
+        """Whether the journal holds what the rows published lack: one `stat` (event loop)."""
+        try:
+            st = os.stat(self.journal.path)
+        except OSError:
+            return self.known[0] != 0
+        return (st.st_ino, st.st_size) != self.known
 
     def _log(self, message: str) -> None:
         self.site.log(f"api: {self.path.name}: {message}")
@@ -105,7 +124,7 @@ class LiveTable:
 
     def attach(self) -> None:
         """At start: the changes a journal holds (a crash left them) applied to the rows."""
-        with self.lock:
+        with self._locked():
             self.journal.recover()
             self._leftover()
             reading = self.journal.follow()
@@ -134,7 +153,7 @@ class LiveTable:
 
     def catch_up(self) -> None:
         """Apply what other workers appended; read the file again if someone else changed it."""
-        with self.lock:
+        with self._locked():
             try:
                 self._follow()
                 if self._file_changed():
@@ -241,18 +260,19 @@ class LiveTable:
             table, problems = apply_entries(self.table, reading.entries)
             if reading.entries:
                 self._publish(table)
-            self._problems(problems)
             if self._file_changed():
                 self.journal.unlock()
+                self._problems(problems)
                 self._reload()
                 continue
             self.journal.trim()
+            self._problems(problems)
             return
 
     def commit(self, changes: list[Change]) -> list[Outcome]:
         """Check and apply changes, each against the rows the ones before it made; append those
         accepted to the journal, on the disk before this returns."""
-        with self.lock:
+        with self._locked():
             self._hold()
             try:
                 outcomes: list[Outcome] = []
@@ -284,7 +304,7 @@ class LiveTable:
         with _locked_data(self.path, wait=False) as locked:
             if not locked:
                 return "busy"
-            with self.lock:
+            with self._locked():
                 self._hold()
                 try:
                     if os.stat(self.path).st_ino != locked:
@@ -302,7 +322,7 @@ class LiveTable:
             os.chmod(rewrite, os.stat(self.path).st_mode & 0o777)
             written = signature(rewrite)
             fresh = rechunked(snapshot)
-            with self.lock:
+            with self._locked():
                 self._hold()
                 try:
                     if self.reloads != reloads or self.journal.header != generation:
@@ -329,7 +349,7 @@ class LiveTable:
 
     def remove(self) -> None:
         """A journal holding no change removed (the server stops: the file has every write)."""
-        with self.lock:
+        with self._locked():
             self._follow()
             if self.journal.fd is None:
                 return
@@ -350,7 +370,7 @@ class LiveTable:
         due = now - self.checked >= RELOAD_EVERY
         if due:
             self.checked = now
-        if self.catching_up is None and (self.journal.changed() or (due and self._file_changed())):
+        if self.catching_up is None and (self.stale() or (due and self._file_changed())):
             self.catching_up = asyncio.ensure_future(self._run(self.catch_up))
             self.catching_up.add_done_callback(self._caught_up)
         if self.catching_up is not None:

@@ -51,6 +51,127 @@ def _param(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any
     }
 
 
+_ETAG = {"description": "the row's entity tag, for If-Match", "schema": {"type": "string"}}
+
+
+def _values_schema(table: Table) -> dict[str, Any]:
+    """What a write's body may hold: columns of the table, each of its type or null."""
+    return {
+        "type": "object",
+        "properties": {
+            c: _column_schema(table, c)
+            for c in table.columns
+            if not (table.source.rowid and c == table.key)
+        },
+        "additionalProperties": False,
+    }
+
+
+def _body(table: Table, description: str, media: tuple[str, ...]) -> dict[str, Any]:
+    schema = {"$ref": f"#/components/schemas/{table.name}_values"}
+    return {
+        "required": True,
+        "description": description,
+        "content": {m: {"schema": schema} for m in media},
+    }
+
+
+def _written(ref: dict[str, Any], description: str, **headers: Any) -> dict[str, Any]:
+    return {
+        "description": description,
+        "headers": {"ETag": _ETAG, **headers},
+        "content": {"application/json": {"schema": ref}},
+    }
+
+
+_REFUSED = {
+    "400": _error("a body that is not JSON, or nested too deeply"),
+    "403": _error("a browser's write from an origin not given with --cors"),
+    "413": _error("a body over 1 MiB"),
+    "415": _error("a body that is not application/json"),
+    "422": {
+        "description": "values not of their column's type, or columns the table does not have",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "error": {"type": "string"},
+                        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                    "required": ["error"],
+                }
+            }
+        },
+    },
+}
+
+
+def _post(table: Table, ref: dict[str, Any]) -> dict[str, Any]:
+    given = "one more than the largest" if table.dtype(table.key).is_integer() else "required"
+    return {
+        "summary": f"Add a row to {table.name} ({table.key}: {given} when absent)",
+        "operationId": f"create_{table.name}",
+        "requestBody": _body(
+            table, "the row's values (absent columns: null)", ("application/json",)
+        ),
+        "responses": {
+            "201": _written(
+                ref,
+                "the row as stored, its key given",
+                Location={"description": "the row's URL", "schema": {"type": "string"}},
+            ),
+            **_REFUSED,
+            "404": _error("no such table"),
+            "409": _error("a row with that key exists"),
+        },
+    }
+
+
+def _row_writes(table: Table, ref: dict[str, Any], key_schema: dict[str, Any]) -> dict[str, Any]:
+    params = [
+        {"name": "key", "in": "path", "required": True, "schema": key_schema},
+        {
+            "name": "If-Match",
+            "in": "header",
+            "required": False,
+            "description": "the row's ETag as read: the write is refused (412) if it changed",
+            "schema": {"type": "string"},
+        },
+    ]
+    missing = {"404": _error("no such row"), "412": _error("the row changed (If-Match)")}
+    return {
+        "put": {
+            "summary": f"Replace a row of {table.name} (absent columns: null)",
+            "operationId": f"replace_{table.name}",
+            "parameters": params,
+            "requestBody": _body(table, "the row's values", ("application/json",)),
+            "responses": {"200": _written(ref, "the row as stored"), **_REFUSED, **missing},
+        },
+        "patch": {
+            "summary": f"Change some columns of a row of {table.name}",
+            "operationId": f"update_{table.name}",
+            "parameters": params,
+            "requestBody": _body(
+                table,
+                "the columns to change",
+                ("application/json", "application/merge-patch+json"),
+            ),
+            "responses": {"200": _written(ref, "the row as stored"), **_REFUSED, **missing},
+        },
+        "delete": {
+            "summary": f"Delete a row of {table.name}",
+            "operationId": f"delete_{table.name}",
+            "parameters": params,
+            "responses": {
+                "204": {"description": "deleted"},
+                "403": _REFUSED["403"],
+                **missing,
+            },
+        },
+    }
+
+
 def _list_parameters(table: Table) -> list[dict[str, Any]]:
     params = [
         _param("q", "any text column contains this (case-insensitive)", {"type": "string"}),
@@ -130,12 +251,17 @@ def openapi_document(
                 "responses": {
                     "200": {
                         "description": "the row",
+                        "headers": {"ETag": _ETAG},
                         "content": {"application/json": {"schema": ref}},
                     },
                     "404": _error("no such row"),
                 },
             }
         }
+        if options.write:
+            schemas[f"{table.name}_values"] = _values_schema(table)
+            paths[f"/api/{table.name}"]["post"] = _post(table, ref)
+            paths[f"/api/{table.name}/{{key}}"].update(_row_writes(table, ref, key_schema))
         for relation in relations.children(table.name):
             child_ref = {"$ref": f"#/components/schemas/{relation.child}"}
             paths[f"/api/{table.name}/{{key}}/{relation.child}"] = {
