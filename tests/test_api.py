@@ -485,3 +485,53 @@ async def test_repeated_fields_and_curl_lines_quoted_for_the_shell(
         r = await assoc.get(path, headers=hostile)
         assert r.status_code == 200, path
         assert "curl &#39;http://a&#39;&#34;&#39;&#34;&#39;$(id)" in r.text, path
+
+
+def test_the_check_reads_every_file_and_every_route(tmp_path: Path) -> None:
+    from comptoir.config import ServerOptions
+    from comptoir.sites.api import validate
+
+    def problems(**options: Any) -> list[str]:
+        return [str(p) for p in validate(ApiOptions(**options), ServerOptions())]
+
+    write(tmp_path, "ok.csv", "id,v\n1,a\n")
+    assert problems(data=(tmp_path,)) == []
+    empty = write(tmp_path, "empty.csv", "")
+    assert problems(data=(tmp_path,)) == [
+        f"{empty}: empty file (a CSV needs at least a header line)"
+    ]
+    empty.unlink()
+    write(tmp_path, "rowid.csv", "rowid,v\n1,a\n1,b\n")
+    assert "a 'rowid' column is taken: use --id" in problems(data=(tmp_path,))[0]
+    (tmp_path / "rowid.csv").unlink()
+    twin = write(tmp_path, "OK.tsv", "id\n2\n")
+    [clash] = problems(data=(tmp_path,))
+    assert "both make table 'ok'" in clash and "--table" in clash
+    twin.unlink()
+    routes = tuple(
+        parse_route(r)
+        for r in (
+            {"path": "/p", "table": "ok", "pluck": "nocol"},
+            {"path": "/w", "table": "ok", "where": {"id": "abc"}},
+            {"path": "/w", "table": "ok", "fields": ["v", "nope"]},
+            {"path": "/k/{id}", "table": "ok", "where": {"id": "{id}"}},  # typed per request
+        )
+    )
+    assert problems(data=(tmp_path,), route=routes) == [
+        "/p: no column 'nocol' in 'ok'",
+        "/w: where 'abc' is not an integer (column 'id')",
+        "/w: no column 'nope' in 'ok'",
+        "/w: declared twice",
+    ]
+
+
+def test_tables_read_by_the_check_are_taken_by_the_workers(tmp_path: Path) -> None:
+    from comptoir.sites.api import tables
+
+    path = write(tmp_path, "ok.csv", "id,v\n1,a\n")
+    first = tables.preload("ok", path)
+    assert tables.load_table("ok", path) is first  # taken: not read again
+    assert tables.load_table("ok", path) is not first  # once
+    tables.preload("ok", path)
+    write(tmp_path, "ok.csv", "id,v\n1,a\n2,b\n")  # changed since: read again
+    assert tables.load_table("ok", path).frame.height == 2

@@ -24,6 +24,7 @@ from comptoir.sites.contract import DemoContext, DemoSite, Problem, SiteContext,
 
 if TYPE_CHECKING:
     from comptoir.sites.api.app import ApiSite
+    from comptoir.sites.api.tables import Table
 
 
 @dataclass(frozen=True)
@@ -70,18 +71,23 @@ class ApiOptions:
         (), "Custom routes ([[site.route]] tables in sites.toml).", cli=False, table=parse_route
     )
 
-    def table_files(self) -> dict[str, Path]:
-        """Table name → data file, names as given or made from the files' names."""
+    def table_sources(self) -> list[tuple[str, Path]]:
+        """(table name, data file) for every data file, names as given or made from the files'
+        names (two files may give one name: `validate` refuses that)."""
         from comptoir.sites.api.tables import data_files, table_name
 
         renamed: dict[Path, str] = {}
         for text in self.table:
             name, _, where = text.partition("=")
             renamed[Path(where).expanduser().resolve()] = name
-        out: dict[str, Path] = {}
-        for path in data_files(self.data):
-            out[renamed.get(path.resolve()) or table_name(path)] = path
-        return out
+        return [
+            (renamed.get(path.resolve()) or table_name(path), path)
+            for path in data_files(self.data)
+        ]
+
+    def table_files(self) -> dict[str, Path]:
+        """Table name → data file."""
+        return dict(self.table_sources())
 
     def keys(self) -> dict[str, str]:
         """Table name → key column given with --id."""
@@ -158,14 +164,76 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
                 problems.append(
                     Problem("write", f"{folder}: not writable (--write saves next to the files)")
                 )
-    for route in options.route:
-        for table in [route.table, route.require[0] if route.require else None]:
-            if table is not None and table not in names:
-                known = ", ".join(sorted(names)) or "none"
-                problems.append(
-                    Problem("route", f"{route.path}: no table {table!r} (tables: {known})")
+    seen: dict[str, Path] = {}
+    for name, path in options.table_sources():
+        if name in seen:
+            problems.append(
+                Problem(
+                    "data",
+                    f"{seen[name]} and {path} both make table {name!r}: name one with "
+                    f"--table NAME={path}",
                 )
+            )
+        seen[name] = path
+    if problems:
+        return problems
+    tables = _preloaded(options, problems)
+    for route in options.route:
+        problems.extend(_route_problems(route, tables, names))
+    declared = [route.path for route in options.route]
+    for twice in sorted({p for p in declared if declared.count(p) > 1}):
+        problems.append(Problem("route", f"{twice}: declared twice"))
     return problems
+
+
+def _preloaded(options: ApiOptions, problems: list[Problem]) -> dict[str, Table]:
+    """Every table, read now (in the main process: workers take them from there, tables.py);
+    a file that cannot be read is a problem. With --write each worker reads its own (a journal
+    a crash left is replayed into the file first)."""
+    from comptoir.errors import ConfigError
+    from comptoir.sites.api.tables import load_table, preload
+
+    read = load_table if options.write else preload
+    tables: dict[str, Table] = {}
+    keys = options.keys()
+    types = options.column_types()
+    for name, path in options.table_sources():
+        try:
+            tables[name] = read(
+                name, path, key=keys.get(name), types=types.get(name), strict=options.strict
+            )
+        except ConfigError as exc:
+            problems.append(Problem("data", str(exc)))
+    return tables
+
+
+def _route_problems(
+    route: Route, tables: Mapping[str, Table], names: Mapping[str, Path]
+) -> list[Problem]:
+    """What a route asks of its tables that they do not have."""
+    from comptoir.sites.api.query import QueryError, typed
+    from comptoir.sites.api.routes import has_parameters
+
+    out: list[Problem] = []
+    for name in [route.table, route.require[0] if route.require else None]:
+        if name is not None and name not in names:
+            known = ", ".join(sorted(names)) or "none"
+            out.append(Problem("route", f"{route.path}: no table {name!r} (tables: {known})"))
+    table = tables.get(route.table or "")
+    if table is None:
+        return out
+    columns = [c for c, _ in route.where] + list(route.fields)
+    columns += [route.pluck] if route.pluck else []
+    for column in columns:
+        if column not in table.columns:
+            out.append(Problem("route", f"{route.path}: no column {column!r} in {table.name!r}"))
+    for column, value in route.where:
+        if column in table.columns and not has_parameters(value):
+            try:
+                typed(table, column, value, column)
+            except QueryError as exc:
+                out.append(Problem("route", f"{route.path}: where {exc.message}"))
+    return out
 
 
 async def startup(app: ApiSite) -> None:

@@ -66,6 +66,11 @@ class Route:
         return out
 
 
+def has_parameters(template: str) -> bool:
+    """True when a template holds `{name}` parameters."""
+    return _PARAM.search(template) is not None
+
+
 def fill(template: str, params: Mapping[str, Any]) -> str:
     """A `{name}` template with the path's parameters in it."""
     return _PARAM.sub(lambda m: str(params[m.group(1)]), template)
