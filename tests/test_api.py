@@ -535,3 +535,26 @@ def test_tables_read_by_the_check_are_taken_by_the_workers(tmp_path: Path) -> No
     tables.preload("ok", path)
     write(tmp_path, "ok.csv", "id,v\n1,a\n2,b\n")  # changed since: read again
     assert tables.load_table("ok", path).frame.height == 2
+
+
+async def test_review_findings_hold(tmp_path: Path, make: Make) -> None:
+    write(tmp_path, "parent.csv", "id,=cmd|calc,name\n1,-1,a\n2,@x,b\n")
+    write(tmp_path, "child.csv", "id,parent_id,v\n10,1,x\n11,1,y\n12,2,z\n")
+    client = make()
+    # A formula-looking column name is defused in CSV as cells are.
+    r = await client.get("/api/parent.csv")
+    assert r.text.splitlines()[0] == "id,'=cmd|calc,name"
+    # _fields with _embed / _expand: nested, and only the fields asked for besides.
+    r = await client.get("/api/parent?_fields=name&_embed=child")
+    assert r.status_code == 200
+    assert r.json()[0] == {
+        "name": "a",
+        "child": [{"id": 10, "parent_id": 1, "v": "x"}, {"id": 11, "parent_id": 1, "v": "y"}],
+    }
+    r = await client.get("/api/child?_expand=parent_id&_fields=v")
+    assert r.json()[0]["v"] == "x" and r.json()[0]["parent"]["name"] == "a"
+    assert "parent_id" not in r.json()[0]
+    # A huge query gets no Link header (four times its size).
+    r = await client.get("/api/child?v__ne=" + "q" * 2100 + "&_limit=1")
+    assert r.status_code == 200 and "link" not in r.headers
+    assert "link" in (await client.get("/api/child?_limit=1")).headers

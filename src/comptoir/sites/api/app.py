@@ -51,6 +51,8 @@ MEDIA = {
     "ndjson": b"application/x-ndjson",
 }
 CORS = (b"access-control-allow-origin", b"*")
+# A query string longer than this gets no Link header (it would be four times as long).
+MAX_LINK_QUERY = 2048
 
 
 class ApiError(Exception):
@@ -277,6 +279,12 @@ class ApiSite:
             frame = await asyncio.to_thread(_select, table, query, None)
             await self._stream(scope, send, fmt, frame)
             return
+        shown = query.fields
+        if shown is not None and not html and (query.embed or query.expand):
+            # Nesting needs the key (_embed) and the pointing columns (_expand): selected too,
+            # and left out of the answer afterwards.
+            needed = ([table.key] if query.embed else []) + query.expand
+            query.fields = list(dict.fromkeys([*shown, *needed]))
         frame, total, facets = await asyncio.to_thread(_page, table, query)
         headers = {"X-Total-Count": str(total)}
         link = _link(scope, self.prefix, query, total)
@@ -304,6 +312,9 @@ class ApiSite:
             return
         rows = [row_object(r) for r in frame.rows(named=True)]
         await self._nest(table, rows, query)
+        if shown is not None and query.fields != shown:
+            extra = set(query.fields or ()) - set(shown)
+            rows = [{k: v for k, v in r.items() if k not in extra} for r in rows]
         body: Any = rows
         if query.facets:
             body = {"rows": rows, "facets": facets, "total": total}
@@ -356,9 +367,13 @@ class ApiSite:
             return {f: row[f] for f in route.fields} if route.fields else row
         query = Query(limit=None)
         for column, template in route.where:
-            query.filters.append(
-                pl.col(column) == typed(table, column, fill(template, params), column)
-            )
+            try:
+                value = typed(table, column, fill(template, params), column)
+            except QueryError:
+                # A path segment that is no value of the column: nothing there (the route's
+                # own values were checked at start).
+                raise ApiError(404, not_found) from None
+            query.filters.append(pl.col(column) == value)
         frame = await asyncio.to_thread(_select, table, query, None)
         if route.pluck is not None:
             return [row_object({"v": v})["v"] for v in frame[route.pluck].to_list()]
@@ -564,6 +579,9 @@ def _link(scope: Scope, prefix: str, query: Query, total: int) -> str:
     """RFC 8288 Link: first, prev, next, last pages (by _page, or _offset)."""
     limit = query.limit
     if not limit or query.after is not None:
+        return ""
+    if len(scope.get("query_string", b"")) > MAX_LINK_QUERY:
+        # Four links repeat the query: past this, proxies and clients refuse the header.
         return ""
     path = prefix + scope["path"]
     kept = [(k, v) for k, v in _pairs(scope) if k not in ("_page", "_offset", "_limit")]

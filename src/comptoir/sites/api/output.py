@@ -78,13 +78,21 @@ def csv_value(value: Any) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
+def _defused_names(frame: pl.DataFrame) -> pl.DataFrame:
+    """Column names a spreadsheet would run as formulas, with a leading `'` (as cells)."""
+    risky = {c: "'" + c for c in frame.columns if c.startswith(FORMULA_START)}
+    return frame.rename(risky) if risky else frame
+
+
 def csv_chunks(frame: pl.DataFrame) -> Iterator[bytes]:
     """The frame as CSV, header first, a chunk of rows at a time."""
     if frame.height == 0:
-        yield texts(frame, csv=True).write_csv(include_header=True).encode()
+        yield _defused_names(texts(frame, csv=True)).write_csv(include_header=True).encode()
         return
     for start in range(0, frame.height, CHUNK_ROWS):
         chunk = texts(frame.slice(start, CHUNK_ROWS), csv=True)
+        if start == 0:
+            chunk = _defused_names(chunk)
         yield chunk.write_csv(include_header=start == 0).encode()
 
 
