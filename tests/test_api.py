@@ -558,3 +558,28 @@ async def test_review_findings_hold(tmp_path: Path, make: Make) -> None:
     r = await client.get("/api/child?v__ne=" + "q" * 2100 + "&_limit=1")
     assert r.status_code == 200 and "link" not in r.headers
     assert "link" in (await client.get("/api/child?_limit=1")).headers
+
+
+def test_check_names_the_line_of_each_bad_route(tmp_path: Path) -> None:
+    from comptoir.errors import ConfigProblems
+    from comptoir.sitesfile import parse_sites
+
+    write(tmp_path, "ok.csv", "id,v\n1,a\n")
+    text = (
+        '[[site]]\ndefault = true\nkind = "api"\ndata = ["ok.csv"]\n'  # lines 1-4
+        '[[site.route]]\npath = "/fine"\ntable = "ok"\n'  # 5
+        '[[site.route]]\npath = "/p"\ntable = "ok"\npluck = "nocol"\n'  # 8
+        '[[site.route]]\npath = "/p"\nbody = 1\n'  # 12
+    )
+    with pytest.raises(ConfigProblems) as caught:
+        parse_sites(text, "sites.toml", tmp_path)
+    assert [str(line) for line in caught.value.problems] == [
+        "sites.toml:8: site[0].route[1]: /p: no column 'nocol' in 'ok'",
+        "sites.toml:12: site[0].route[2]: /p: declared twice",
+    ]
+    broken = text.replace('path = "/p"\nbody = 1', 'path = "p"\nbody = 1')
+    with pytest.raises(ConfigProblems) as caught:
+        parse_sites(broken, "sites.toml", tmp_path)
+    assert [str(line) for line in caught.value.problems] == [
+        "sites.toml:12: site[0].route[2]: a route needs a path starting with /"
+    ]

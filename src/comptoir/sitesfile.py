@@ -210,6 +210,19 @@ def _valid_options(
         if key.replace("-", "_") not in names:
             report.add((*at, key), "unknown key" + _did_you_mean(key, [*names, *extra_keys]))
             continue
+        option = next(o for o in option_fields(cls) if o.name == key.replace("-", "_"))
+        if option.setting.table is not None and isinstance(value, list):
+            # Tables of an array (`[[site.route]]`): each is told at its own line, all at once.
+            bad = False
+            for i, item in enumerate(value):
+                try:
+                    options_from_mapping(cls, {key: [item]}, _label(at))
+                except OptionError as exc:
+                    report.add((*at, key, i), exc.problem)
+                    bad = True
+            if not bad:
+                valid[key] = value
+            continue
         try:
             options_from_mapping(cls, {key: value}, _label(at))
         except OptionError as exc:
@@ -272,7 +285,9 @@ def _site(
     options = _relative_to(options_from_mapping(kind.options, valid, _label(at)), base)
     for problem in kind.validate(options, server):
         # The key as the file wrote it (`max-size` or `max_size`); none: the site as a whole.
-        key = () if problem.option is None else (_written(table, problem.option),)
+        key: KeyPath = () if problem.option is None else (_written(table, problem.option),)
+        if problem.item is not None:
+            key = (*key, problem.item)
         report.add((*at, *key), problem.message)
     if len(report.problems) > before:
         return None

@@ -39,6 +39,9 @@ class Problem:
     # The command line shows the option's name first ("token: use at least 16 characters");
     # messages that already say what they are about ("folder not found: /srv") stand alone.
     labelled: bool = False
+    # Which item of a list option it is about (the n-th `[[site.route]]`): sites.toml names its
+    # line.
+    item: int | None = None
 
     def __str__(self) -> str:
         if self.labelled and self.option:

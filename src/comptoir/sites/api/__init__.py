@@ -9,6 +9,7 @@ With `--write`, writes (writes.py) change the rows (changes.py), each saved in t
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Mapping
@@ -178,11 +179,13 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
     if problems:
         return problems
     tables = _preloaded(options, problems)
-    for route in options.route:
-        problems.extend(_route_problems(route, tables, names))
-    declared = [route.path for route in options.route]
-    for twice in sorted({p for p in declared if declared.count(p) > 1}):
-        problems.append(Problem("route", f"{twice}: declared twice"))
+    declared: list[str] = []
+    for i, route in enumerate(options.route):
+        found = _route_problems(route, tables, names)
+        if route.path in declared:
+            found.append(Problem("route", f"{route.path}: declared twice"))
+        declared.append(route.path)
+        problems.extend(dataclasses.replace(p, item=i) for p in found)
     return problems
 
 
