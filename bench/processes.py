@@ -103,11 +103,20 @@ def tree_memory_kb(pid: int) -> tuple[int, int]:
     RSS counts pages shared between a parent and its forked workers once per process; PSS splits
     them, so it is the fairer total. The targets use RSS, the stricter of the two.
     """
-    rss = pss = 0
-    for p in process_tree(pid):
-        rss += _status_kb(f"/proc/{p}/status", "VmRSS:")
-        pss += _status_kb(f"/proc/{p}/smaps_rollup", "Pss:")
+    rss, pss, _ = tree_memory(pid)
     return rss, pss
+
+
+def tree_memory(pid: int) -> tuple[int, int, int]:
+    """(sum of VmRSS, sum of Pss, largest VmRSS of one process) over a process tree, in kB: the
+    last one is a worker's own memory (a target per worker)."""
+    rss = pss = largest = 0
+    for p in process_tree(pid):
+        own = _status_kb(f"/proc/{p}/status", "VmRSS:")
+        rss += own
+        largest = max(largest, own)
+        pss += _status_kb(f"/proc/{p}/smaps_rollup", "Pss:")
+    return rss, pss, largest
 
 
 class MemorySampler:
@@ -118,6 +127,7 @@ class MemorySampler:
         self.interval = interval
         self.peak_rss_kb = 0
         self.peak_pss_kb = 0
+        self.peak_process_rss_kb = 0  # the largest single process seen (a worker)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -135,9 +145,10 @@ class MemorySampler:
             self._sample()
 
     def _sample(self) -> None:
-        rss, pss = tree_memory_kb(self.pid)
+        rss, pss, largest = tree_memory(self.pid)
         self.peak_rss_kb = max(self.peak_rss_kb, rss)
         self.peak_pss_kb = max(self.peak_pss_kb, pss)
+        self.peak_process_rss_kb = max(self.peak_process_rss_kb, largest)
 
 
 def tree_sockets(pid: int) -> int:
