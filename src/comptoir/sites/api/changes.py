@@ -20,14 +20,17 @@ import datetime as dt
 import hashlib
 import itertools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import polars as pl
 
 from comptoir.sites.api.output import dumps, row_object
 from comptoir.sites.api.query import type_name
-from comptoir.sites.api.tables import ROWID, Table, sorted_key
+from comptoir.sites.api.tables import ROWID, Table, gathered, sorted_key
+
+# Rows added one by one are gathered into one chunk every so many.
+GATHER_EVERY = 32
 
 _INTEGER_RANGES: dict[Any, tuple[int, int]] = {
     pl.Int8: (-(2**7), 2**7 - 1),
@@ -55,7 +58,7 @@ def column_value(table: Table, column: str, value: Any) -> Any:
         return None
     dtype = table.dtype(column)
     kind = type_name(dtype)
-    wrong = ValueError(f"{_shown(value)} is not {_article(kind)} {kind} (e.g. {EXAMPLES[kind]})")
+    wrong = _Wrong(value, kind)
     if kind == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
             raise wrong
@@ -106,6 +109,19 @@ def column_value(table: Table, column: str, value: Any) -> Any:
     return value
 
 
+class _Wrong(ValueError):
+    """A value not of its column's type (the message made only when it is shown)."""
+
+    def __init__(self, value: Any, kind: str) -> None:
+        super().__init__()
+        self.value = value
+        self.kind = kind
+
+    def __str__(self) -> str:
+        kind = self.kind
+        return f"{_shown(self.value)} is not {_article(kind)} {kind} (e.g. {EXAMPLES[kind]})"
+
+
 def _shown(value: Any) -> str:
     text = dumps(value).decode().strip()
     return text if len(text) <= 40 else text[:37] + "..."
@@ -146,20 +162,27 @@ def row_at(table: Table, key: Any) -> dict[str, Any] | None:
 def put(table: Table, row: Mapping[str, Any]) -> Table:
     """A new table where `row` replaces the row of its key, or is added at the end."""
     frame = table.frame
-    one = pl.DataFrame([[row.get(c) for c in frame.columns]], schema=frame.schema, orient="row")
+    one = pl.DataFrame([[row.get(c) for c in frame.columns]], schema=_schema(table), orient="row")
     key = row[table.key]
     at = table.position(key)
     keys = frame[table.key]
     was_sorted = keys.flags["SORTED_ASC"]
     index = table._index
+    # `vstack` appends the other frame's chunks: 45 µs on a million rows, `concat` 280 µs.
+    tail = table.tail
     if at is None:
-        new = pl.concat([frame, one], how="vertical", rechunk=False)
+        new = frame.vstack(one)
+        tail += 1
+        if tail % GATHER_EVERY == 0:
+            # Each row added is a chunk: the rows added lately become one, so that queries do
+            # not go through thousands (a copy of those rows only, not of the table).
+            start = new.height - tail
+            new = new.slice(0, start).vstack(new.slice(start).rechunk())
         still_sorted = was_sorted and (frame.height == 0 or key > keys[-1])
         if index is not None:
             index[key] = frame.height  # shared: the table before has no row at that index
     else:
-        parts = [frame.slice(0, at), one, frame.slice(at + 1)]
-        new = pl.concat(parts, how="vertical", rechunk=False)
+        new = frame.slice(0, at).vstack(one).vstack(frame.slice(at + 1))
         still_sorted = was_sorted
     top = _top(table)
     if isinstance(key, int) and not isinstance(key, bool):
@@ -168,7 +191,12 @@ def put(table: Table, row: Mapping[str, Any]) -> Table:
         new.replace_column(new.get_column_index(table.key), new[table.key].set_sorted())
     elif was_sorted:
         new = sorted_key(new, table.key)  # out of order now: the index takes over
-    return dataclasses.replace(table, frame=new, _index=None if was_sorted else index, top_key=top)
+    index = None if was_sorted else index
+    return dataclasses.replace(table, frame=new, _index=index, top_key=top, tail=tail)
+
+
+def _schema(table: Table) -> dict[str, Any]:
+    return {c: table.dtype(c) for c in table.columns}
 
 
 def delete(table: Table, key: Any) -> Table:
@@ -178,12 +206,13 @@ def delete(table: Table, key: Any) -> Table:
         return table
     frame = table.frame
     was_sorted = frame[table.key].flags["SORTED_ASC"]
-    new = pl.concat([frame.slice(0, at), frame.slice(at + 1)], how="vertical", rechunk=False)
+    new = frame.slice(0, at).vstack(frame.slice(at + 1))
     if was_sorted:
         new.replace_column(new.get_column_index(table.key), new[table.key].set_sorted())
     top = _top(table)
+    tail = table.tail - (at >= frame.height - table.tail)
     # Every row after it moved up by one: an index by key is made again when next needed.
-    return dataclasses.replace(table, frame=new, _index=None, top_key=top)
+    return dataclasses.replace(table, frame=new, _index=None, top_key=top, tail=tail)
 
 
 def apply_entries(table: Table, entries: Iterable[Mapping[str, Any]]) -> tuple[Table, list[str]]:
@@ -234,7 +263,7 @@ def with_rowids(table: Table, runs: Sequence[Sequence[int]]) -> Table:
     return dataclasses.replace(table, frame=sorted_key(frame, ROWID), _index=None, top_key=top)
 
 
-def rechunked(table: Table) -> Table:
+def rechunked(table: Table, pause: Callable[[float], None] = lambda seconds: None) -> Table:
     """The same rows in one chunk per column (what many changes split), keys marked sorted."""
-    frame = sorted_key(table.frame.rechunk(), table.key)
-    return dataclasses.replace(table, frame=frame, _index=None)
+    frame = sorted_key(gathered(table.frame, pause), table.key)
+    return dataclasses.replace(table, frame=frame, _index=None, tail=0)

@@ -212,18 +212,7 @@ class Journal:
             at += len(chunk)
         data = b"".join(chunks)
         end = data.rfind(b"\n") + 1
-        entries = []
-        for line in data[:end].split(b"\n"):
-            if not line:
-                continue
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                entry = None
-            if isinstance(entry, dict):
-                entries.append(entry)
-            else:
-                self.problems.append(f"{self.path}: a line that is not a change, left out")
+        entries = parse_lines(data[:end], self.problems)
         self.offset += end
         return entries
 
@@ -397,6 +386,23 @@ class Journal:
         self.header = None
         self.start = self.offset = 0
         self.seen = -1
+
+
+def parse_lines(data: bytes, problems: list[str] | None = None) -> list[dict[str, Any]]:
+    """The changes of whole journal lines (a line that is not one is told in `problems`)."""
+    entries = []
+    for line in data.split(b"\n"):
+        if not line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            entry = None
+        if isinstance(entry, dict):
+            entries.append(entry)
+        elif problems is not None:
+            problems.append("a journal line that is not a change, left out")
+    return entries
 
 
 def encode(entries: list[dict[str, Any]]) -> bytes:

@@ -38,7 +38,7 @@ import polars as pl
 
 from comptoir.errors import ConfigError
 from comptoir.sites.api.changes import apply_entries, rechunked, rowid_runs, with_rowids
-from comptoir.sites.api.journal import Header, Journal, encode, rewrite_path
+from comptoir.sites.api.journal import Header, Journal, encode, parse_lines, rewrite_path
 from comptoir.sites.api.tables import Table, signature, write_data
 from comptoir.sites.api.writes import Change, Done, Refusal, decide
 
@@ -86,7 +86,9 @@ class LiveTable:
         return self.site.tables[self.name]
 
     def _publish(self, table: Table) -> None:
-        self.site.tables[self.name] = replace(table, signature=self.base)
+        if table.signature != self.base:
+            table = replace(table, signature=self.base)
+        self.site.tables[self.name] = table
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -300,7 +302,11 @@ class LiveTable:
 
     def rewrite(self) -> str:
         """Write the rows into the data file if the journal holds changes: `done`, `more` (changes
-        came meanwhile), `clean` (nothing to write), `busy` (another worker is at it), `gone`."""
+        came meanwhile), `clean` (nothing to write), `busy` (another worker is at it), `gone`.
+
+        The rows are written, then gathered into one chunk per column and brought up to date
+        with the changes made meanwhile, all outside the table's lock; under it, only what came
+        in the last moments is applied, the file put in place and the journal rotated."""
         with _locked_data(self.path, wait=False) as locked:
             if not locked:
                 return "busy"
@@ -313,39 +319,55 @@ class LiveTable:
                         return "clean"
                     snapshot, end, generation = self.table, self.journal.offset, self.journal.header
                     reloads = self.reloads
+                    assert self.journal.fd is not None and generation is not None
+                    # This generation, whatever the table's thread does with its own descriptor.
+                    journal = os.dup(self.journal.fd)
                 finally:
                     self.journal.unlock()
-            assert generation is not None
-            started = time.monotonic()
-            rewrite = rewrite_path(self.path)
-            write_data(snapshot.frame, snapshot.source, rewrite)
-            os.chmod(rewrite, os.stat(self.path).st_mode & 0o777)
-            written = signature(rewrite)
-            fresh = rechunked(snapshot)
-            with self._locked():
-                self._hold()
-                try:
-                    if self.reloads != reloads or self.journal.header != generation:
-                        rewrite.unlink(missing_ok=True)
-                        return "busy"
-                    tail = self.journal.tail_from(end)
-                    header = Header.new(
-                        written,
-                        previous=generation.id,
-                        tail=len(tail),
-                        rowids=rowid_runs(snapshot),
-                    )
-                    self.journal.rotate(header, tail, rewrite)
-                    self.base = written
-                    later = self.journal.whole()
-                    table, problems = apply_entries(fresh, later)
-                    self._publish(table)
-                finally:
-                    self.journal.unlock()
-            self._problems(problems)
-            self.rewrite_took = time.monotonic() - started
-            return "more" if tail else "done"
+            try:
+                return self._rewrite(snapshot, end, generation, reloads, journal)
+            finally:
+                os.close(journal)
         return "gone"
+
+    def _rewrite(
+        self, snapshot: Table, end: int, generation: Header, reloads: int, journal: int
+    ) -> str:
+        started = time.monotonic()
+        rewrite = rewrite_path(self.path)
+        write_data(snapshot.frame, snapshot.source, rewrite, _pause)
+        os.chmod(rewrite, os.stat(self.path).st_mode & 0o777)
+        written = signature(rewrite)
+        runs = rowid_runs(snapshot)
+        fresh = rechunked(snapshot, _pause)
+        applied = end
+        problems: list[str] = []
+        for _ in range(3):
+            upto = self.journal.offset  # only grows while this generation lasts
+            if upto - applied <= 0:
+                break
+            changes = parse_lines(os.pread(journal, upto - applied, applied))
+            fresh, more = apply_entries(fresh, changes)
+            problems += more
+            applied = upto
+        with self._locked():
+            self._hold()
+            try:
+                if self.reloads != reloads or self.journal.header != generation:
+                    rewrite.unlink(missing_ok=True)
+                    return "busy"
+                tail = self.journal.tail_from(end)
+                header = Header.new(written, previous=generation.id, tail=len(tail), rowids=runs)
+                last = parse_lines(self.journal.tail_from(applied))
+                self.journal.rotate(header, tail, rewrite)
+                self.base = written
+                table, more = apply_entries(fresh, last)
+                self._publish(table)
+            finally:
+                self.journal.unlock()
+        self._problems(problems + more)
+        self.rewrite_took = time.monotonic() - started
+        return "more" if tail else "done"
 
     def remove(self) -> None:
         """A journal holding no change removed (the server stops: the file has every write)."""
@@ -496,6 +518,12 @@ class LiveTables:
         """The worker stops (see LiveTable.close)."""
         for live in self.live.values():
             await live.close(self.writable)
+
+
+def _pause(seconds: float) -> None:
+    """Between two parts of a rewrite, as long as the last one took: a rewrite takes half of the
+    processor at most, and requests get the other half (two cores here, and Polars uses both)."""
+    time.sleep(min(seconds, 0.1))
 
 
 def _first_line(exc: BaseException) -> str:
