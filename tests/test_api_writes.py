@@ -686,3 +686,45 @@ async def test_openapi_has_the_writes_with_write(csv_file: Path, start: Start) -
     assert schema["properties"]["born"] == {"type": ["string", "null"], "format": "date"}
     read_only = (await start(write=False).client.get("/openapi.json")).json()
     assert set(read_only["paths"]["/api/people"]) == {"get"}
+
+
+async def test_a_file_broken_by_hand_holds_writes_back_with_503(
+    csv_file: Path, start: Start
+) -> None:
+    worker = start()
+    c = worker.client
+    assert (await c.post("/api/people", json={"name": "Dan"})).status_code == 201
+    await wait_for(lambda: "Dan" in csv_file.read_text())
+    csv_file.write_text("")  # an editor truncated it
+    os.utime(csv_file, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    r = await c.post("/api/people", json={"name": "Eve"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "5"
+    assert "cannot be read" in r.json()["error"]
+    worker.site.live.live["people"].checked = 0.0
+    assert len((await c.get("/api/people")).json()) == 4  # the rows as they were
+    csv_file.write_text(PEOPLE)
+    os.utime(csv_file, ns=(time.time_ns() + 2 * 10**9, time.time_ns() + 2 * 10**9))
+    r = await c.post("/api/people", json={"name": "Eve"})
+    assert r.status_code == 201 and r.json()["id"] == 4  # the file as it is now: Dan is gone
+
+
+def test_write_and_cors_are_checked_at_start(tmp_path: Path) -> None:
+    from comptoir.config import ServerOptions
+    from comptoir.sites.api import validate
+
+    (tmp_path / "t.csv").write_text("id\n1\n")
+    options = ApiOptions(
+        data=(tmp_path,), write=True, cors=("localhost:3000", "https://ok.example")
+    )
+    problems = [str(p) for p in validate(options, ServerOptions())]
+    assert problems == ["'localhost:3000': write an origin, scheme and host (https://example.org)"]
+    tmp_path.chmod(0o500)
+    try:
+        if os.access(tmp_path, os.W_OK):
+            pytest.skip("running as a user who writes anywhere")
+        problems = [
+            str(p) for p in validate(ApiOptions(data=(tmp_path,), write=True), ServerOptions())
+        ]
+        assert problems == [f"{tmp_path}: not writable (--write saves next to the files)"]
+    finally:
+        tmp_path.chmod(0o700)

@@ -54,6 +54,10 @@ CLOSE_WAIT = 60.0
 Outcome = Done | Refusal
 
 
+class Unreadable(Exception):
+    """The data file changed on disk and cannot be read: writes wait until it can."""
+
+
 class LiveTable:
     """One table: the rows published, the journal followed, the file written again."""
 
@@ -79,6 +83,7 @@ class LiveTable:
         self.rewrite_took = 0.0
         self.reloads = 0  # a rewrite made from rows read before a reload is dropped
         self.known = (0, -1)  # the journal (inode, size) the rows published have everything of
+        self.unreadable: str | None = None  # why the data file, changed, could not be read
 
     @property
     def table(self) -> Table:
@@ -126,6 +131,12 @@ class LiveTable:
 
     def attach(self) -> None:
         """At start: the changes a journal holds (a crash left them) applied to the rows."""
+        try:
+            self._attach()
+        except OSError as exc:
+            self._log(f"its journal could not be read: {exc}")
+
+    def _attach(self) -> None:
         with self._locked():
             self.journal.recover()
             self._leftover()
@@ -186,9 +197,10 @@ class LiveTable:
             self._publish(table)
         self._problems(problems)
 
-    def _reload(self) -> None:
+    def _reload(self) -> bool:
         """Read the data file again, then every change of its journal's generation, checked
-        under a shared lock to be the file that generation applies to."""
+        under a shared lock to be the file that generation applies to; False if it cannot be
+        read (the rows as they were are served)."""
         self.reloads += 1
         for _ in range(5):
             self.journal.close()
@@ -198,7 +210,8 @@ class LiveTable:
             except ConfigError as exc:
                 self._log(f"{exc} (still serving the rows read before)")
                 self.journal.close()
-                return
+                self.unreadable = str(exc)
+                return False
             if self.journal.fd is None:
                 if not self._file_changed_from(fresh.signature):
                     break
@@ -217,11 +230,12 @@ class LiveTable:
             self._log("changed while being read, five times: serving the last reading")
         self.site.reported(fresh)
         self.base = fresh.signature
+        self.unreadable = None
         header = self.journal.header
         if header is None:
             self._publish(fresh)
             self.site.reloaded()
-            return
+            return True
         changes = self.journal.whole()
         if header.data == fresh.signature and header.rowids is not None:
             fresh = with_rowids(fresh, header.rowids)
@@ -234,6 +248,7 @@ class LiveTable:
         self._publish(table)
         self.site.reloaded()
         self._problems(problems)
+        return True
 
     def _file_changed_from(self, read: tuple[int, int]) -> bool:
         try:
@@ -248,8 +263,9 @@ class LiveTable:
         data file the one our rows come from."""
         while True:
             self._follow()
+            if self._file_changed() and not self._reload():
+                raise Unreadable(self.unreadable or "")
             if self._file_changed():
-                self._reload()
                 continue
             if self.journal.fd is None:
                 mode = os.stat(self.path).st_mode & 0o666
@@ -265,7 +281,8 @@ class LiveTable:
             if self._file_changed():
                 self.journal.unlock()
                 self._problems(problems)
-                self._reload()
+                if not self._reload():
+                    raise Unreadable(self.unreadable or "")
                 continue
             self.journal.trim()
             self._problems(problems)
@@ -415,6 +432,9 @@ class LiveTable:
             changes = [c for c, _ in batch]
             try:
                 outcomes = await self._run(functools.partial(self.commit, changes))
+            except Unreadable as exc:
+                error = {"error": f"the table's file changed and cannot be read: {exc}"}
+                outcomes = [Refusal(503, error, {"Retry-After": "5"})] * len(batch)
             except OSError as exc:
                 self._log(f"a write could not be saved: {exc}")
                 error = {"error": f"the change could not be saved: {exc.strerror or exc}"}
@@ -441,6 +461,9 @@ class LiveTable:
             await asyncio.sleep(delay)
             try:
                 result = await asyncio.to_thread(self.rewrite)
+            except Unreadable:
+                delay = 5.0  # said when it was found; written once the file can be read again
+                continue
             except OSError as exc:
                 self._log(f"not written again: {exc} (its journal keeps the changes)")
                 delay = 5.0
@@ -467,6 +490,8 @@ class LiveTable:
                         break
                     await asyncio.sleep(0.05)
                 await self._run(self.remove)
+        except Unreadable:
+            self._log("not written again: it cannot be read (its journal keeps the changes)")
         except OSError as exc:
             self._log(f"not written again: {exc} (its journal keeps the changes)")
         finally:
