@@ -525,18 +525,6 @@ def test_the_check_reads_every_file_and_every_route(tmp_path: Path) -> None:
     ]
 
 
-def test_tables_read_by_the_check_are_taken_by_the_workers(tmp_path: Path) -> None:
-    from comptoir.sites.api import tables
-
-    path = write(tmp_path, "ok.csv", "id,v\n1,a\n")
-    first = tables.preload("ok", path)
-    assert tables.load_table("ok", path) is first  # taken: not read again
-    assert tables.load_table("ok", path) is not first  # once
-    tables.preload("ok", path)
-    write(tmp_path, "ok.csv", "id,v\n1,a\n2,b\n")  # changed since: read again
-    assert tables.load_table("ok", path).frame.height == 2
-
-
 async def test_review_findings_hold(tmp_path: Path, make: Make) -> None:
     write(tmp_path, "parent.csv", "id,=cmd|calc,name\n1,-1,a\n2,@x,b\n")
     write(tmp_path, "child.csv", "id,parent_id,v\n10,1,x\n11,1,y\n12,2,z\n")

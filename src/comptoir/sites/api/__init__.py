@@ -10,9 +10,11 @@ With `--write`, writes (writes.py) change the rows (changes.py), each saved in t
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import re
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -178,7 +180,31 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
         seen[name] = path
     if problems:
         return problems
-    tables = _preloaded(options, problems)
+    # The files are read by Polars, whose threads a forked process cannot use: never in this
+    # process (the workers are its forks), but in a fresh one, which only reports.
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        problems.extend(pool.submit(read_problems, options).result())
+    return problems
+
+
+def read_problems(options: ApiOptions) -> list[Problem]:
+    """What reading every table finds (a file that cannot be a table), and what the routes ask
+    of the tables that they do not have. Run in a process of its own (`validate`)."""
+    from comptoir.errors import ConfigError
+    from comptoir.sites.api.tables import load_table
+
+    problems: list[Problem] = []
+    tables: dict[str, Table] = {}
+    keys = options.keys()
+    types = options.column_types()
+    names = options.table_files()
+    for name, path in options.table_sources():
+        try:
+            tables[name] = load_table(
+                name, path, key=keys.get(name), types=types.get(name), strict=options.strict
+            )
+        except ConfigError as exc:
+            problems.append(Problem("data", str(exc)))
     declared: list[str] = []
     for i, route in enumerate(options.route):
         found = _route_problems(route, tables, names)
@@ -187,27 +213,6 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
         declared.append(route.path)
         problems.extend(dataclasses.replace(p, item=i) for p in found)
     return problems
-
-
-def _preloaded(options: ApiOptions, problems: list[Problem]) -> dict[str, Table]:
-    """Every table, read now (in the main process: workers take them from there, tables.py);
-    a file that cannot be read is a problem. With --write each worker reads its own (a journal
-    a crash left is replayed into the file first)."""
-    from comptoir.errors import ConfigError
-    from comptoir.sites.api.tables import load_table, preload
-
-    read = load_table if options.write else preload
-    tables: dict[str, Table] = {}
-    keys = options.keys()
-    types = options.column_types()
-    for name, path in options.table_sources():
-        try:
-            tables[name] = read(
-                name, path, key=keys.get(name), types=types.get(name), strict=options.strict
-            )
-        except ConfigError as exc:
-            problems.append(Problem("data", str(exc)))
-    return tables
 
 
 def _route_problems(

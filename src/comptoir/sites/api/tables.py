@@ -164,32 +164,6 @@ def signature(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-# Tables read by the main process when it checks the options (`preload`), before the workers start:
-# a worker, a fork of it, takes its table from here instead of reading the file again — the check
-# finds every unreadable file before the banner, and the workers share the table's memory.
-_PRELOADED: dict[tuple[Any, ...], Table] = {}
-
-
-def _preload_key(
-    path: Path, key: str | None, types: Mapping[str, str] | None, strict: bool
-) -> tuple[Any, ...]:
-    return (str(path.resolve()), signature(path), key, tuple(sorted((types or {}).items())), strict)
-
-
-def preload(
-    name: str,
-    path: Path,
-    *,
-    key: str | None = None,
-    types: Mapping[str, str] | None = None,
-    strict: bool = False,
-) -> Table:
-    """`load_table`, kept for the workers to take (ConfigError as load_table)."""
-    table = load_table(name, path, key=key, types=types, strict=strict)
-    _PRELOADED[_preload_key(path, key, types, strict)] = table
-    return table
-
-
 def load_table(
     name: str,
     path: Path,
@@ -199,12 +173,6 @@ def load_table(
     strict: bool = False,
 ) -> Table:
     """Read one data file into a Table (ConfigError for what makes it unusable)."""
-    try:
-        kept = _PRELOADED.pop(_preload_key(path, key, types, strict), None)
-    except OSError:
-        kept = None
-    if kept is not None and kept.name == name:
-        return kept  # read by the main process, and the file has not changed since
     sig = signature(path)
     kind = SUFFIXES.get(path.suffix.lower(), "csv")
     problems: list[Problem] = []
