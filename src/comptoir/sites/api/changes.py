@@ -215,23 +215,80 @@ def delete(table: Table, key: Any) -> Table:
     return dataclasses.replace(table, frame=new, _index=None, top_key=top, tail=tail)
 
 
+def append_rows(table: Table, rows: Sequence[Mapping[str, Any]]) -> Table:
+    """A new table with `rows` added at the end, in one chunk (their keys are not the table's:
+    the caller made sure)."""
+    if not rows:
+        return table
+    frame = table.frame
+    columns = frame.columns
+    many = pl.DataFrame(
+        [[r.get(c) for c in columns] for r in rows], schema=_schema(table), orient="row"
+    )
+    keys = [r[table.key] for r in rows]
+    column = frame[table.key]
+    was_sorted = column.flags["SORTED_ASC"]
+    before = [column[-1]] if frame.height else []
+    still_sorted = was_sorted and all(a < b for a, b in itertools.pairwise(before + keys))
+    index = table._index
+    if index is not None:
+        for offset, key in enumerate(keys):
+            index[key] = frame.height + offset  # shared: see `put`
+    new = frame.vstack(many)
+    tail = table.tail + len(rows)
+    if tail // GATHER_EVERY != table.tail // GATHER_EVERY:
+        start = new.height - tail
+        new = new.slice(0, start).vstack(new.slice(start).rechunk())
+    top = _top(table)
+    numbers = [k for k in keys if isinstance(k, int) and not isinstance(k, bool)]
+    if numbers:
+        top = max(numbers) if top is None else max(top, *numbers)
+    if still_sorted:
+        new.replace_column(new.get_column_index(table.key), new[table.key].set_sorted())
+    elif was_sorted:
+        new = sorted_key(new, table.key)
+    index = None if was_sorted else index
+    return dataclasses.replace(table, frame=new, _index=index, top_key=top, tail=tail)
+
+
 def apply_entries(table: Table, entries: Iterable[Mapping[str, Any]]) -> tuple[Table, list[str]]:
     """A journal's changes applied in order (JSON values converted); the problems of those that
-    no longer fit the table (its file changed by hand since), which are left out."""
+    no longer fit the table (its file changed by hand since), which are left out.
+
+    Rows added one after the other (new keys) are added together: a worker catching up with
+    hundreds of posts, or a rewrite with the posts made while it wrote, does it in one step."""
     problems: list[str] = []
+    added: list[dict[str, Any]] = []
+    keys: set[Any] = set()
     for entry in entries:
         try:
             if entry.get("op") == "put":
                 values = entry["row"]
                 row = {c: column_value(table, c, values.get(c)) for c in table.columns}
-                if row[table.key] is None:
+                key = row[table.key]
+                if key is None:
                     raise ValueError(f"no {table.key}")
+                if key not in keys and table.position(key) is None:
+                    added.append(row)
+                    keys.add(key)
+                    continue
+                table = append_rows(table, added)
+                added, keys = [], set()
                 table = put(table, row)
             elif entry.get("op") == "delete":
-                table = delete(table, column_value(table, table.key, entry["key"]))
+                key = column_value(table, table.key, entry["key"])
+                table = append_rows(table, added)
+                added, keys = [], set()
+                table = delete(table, key)
         except (ValueError, KeyError, TypeError, AttributeError, pl.exceptions.PolarsError) as exc:
             what = _shown(entry.get("row") or entry.get("key"))
             problems.append(f"{entry.get('op')} {what}: {exc}")
+    try:
+        table = append_rows(table, added)
+    except pl.exceptions.PolarsError:
+        for row in added:  # one by one, each problem its own
+            table, more = apply_entries(table, [{"op": "put", "row": row_object(row)}])
+            problems += more
     return table, problems
 
 

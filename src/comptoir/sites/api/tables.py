@@ -230,6 +230,10 @@ def write_data(
                     include_bom=source.bom and start == 0,
                 )
                 out.write(text.encode(source.encoding))
+                # Flushed a chunk at a time: one flush of the whole file at the end keeps the
+                # disk busy long enough to hold a write's flush of its journal line back.
+                out.flush()
+                os.fdatasync(out.fileno())
                 pause(time.perf_counter() - began)
     fd = os.open(path, os.O_RDONLY)
     try:
