@@ -10,11 +10,9 @@ With `--write`, writes (writes.py) change the rows (changes.py), each saved in t
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import os
 import re
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -182,8 +180,9 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
         return problems
     # The files are read by Polars, whose threads a forked process cannot use: never in this
     # process (the workers are its forks), but in a fresh one, which only reports.
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        problems.extend(pool.submit(read_problems, options).result())
+    from comptoir.sites.api.probe import probe
+
+    problems.extend(probe(options))
     return problems
 
 
