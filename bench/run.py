@@ -1752,7 +1752,8 @@ def run_all(bench: Bench) -> Results:
 
 
 def combine(rounds: list[Results]) -> Results:
-    """Rounds merged: median value, errors summed, peak memory the highest seen."""
+    """Rounds merged: median value, errors summed, peak memory the highest seen; in `detail`,
+    each round's measurement, and the figures the targets read (`_combined_detail`)."""
     merged: Results = {}
     for name, by_server in rounds[0].items():
         merged[name] = {}
@@ -1765,9 +1766,23 @@ def combine(rounds: list[Results]) -> Results:
                 peak_rss_kb=max(m.peak_rss_kb for m in ms),
                 peak_pss_kb=max(m.peak_pss_kb for m in ms),
                 background_cpu=max(m.background_cpu for m in ms),
-                detail={"rounds": [asdict(m) for m in ms]},
+                detail={**_combined_detail(ms), "rounds": [asdict(m) for m in ms]},
             )
     return merged
+
+
+def _combined_detail(ms: Sequence[Measurement]) -> dict[str, Any]:
+    """The rounds' numeric figures, one each: memory peaks and growth the highest seen, the
+    others (sizes, seconds) the median."""
+    numbers: dict[str, list[float]] = {}
+    for m in ms:
+        for key, value in m.detail.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                numbers.setdefault(key, []).append(value)
+    return {
+        key: max(values) if "peak" in key or "growth" in key else statistics.median(values)
+        for key, values in numbers.items()
+    }
 
 
 def run_round(bench: Bench) -> Results:
@@ -2196,13 +2211,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"scratch folder kept: {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+    # Saved first: the raw figures outlive any mistake in the table below.
+    path = save(bench, results, meta)
     print()
     print(format_table(bench, results))
     disk = meta.get("disk_write", {})
     if "gb_per_s" in disk:
         speeds = ", ".join(f"{v:.2f}" for v in disk["gb_per_s"])
         print(f"\ndisk under the uploads, {disk['command']}: {speeds} GB/s")
-    path = save(bench, results, meta)
     print(f"\nraw results: {path}")
     return 0
 
