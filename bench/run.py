@@ -2110,7 +2110,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     )
     p.add_argument("--tcp-hold", type=float, default=3.0, help="'tcp' hold, s: %(default)s")
     p.add_argument("--api-rows", type=int, default=1_000_000, help="api table rows: %(default)s")
-    p.add_argument("--api-runs", type=int, default=3, help="api CSV exports: %(default)s")
+    p.add_argument("--api-runs", type=int, default=2, help="api CSV exports: %(default)s")
     p.add_argument("--rounds", type=int, default=1, help="median over rounds: %(default)s")
     p.add_argument("--server-cpus", default=server_cpus, help="taskset list: %(default)s")
     p.add_argument("--client-cpus", default=client_cpus, help="taskset list: %(default)s")
