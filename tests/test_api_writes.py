@@ -728,3 +728,23 @@ def test_write_and_cors_are_checked_at_start(tmp_path: Path) -> None:
         assert problems == [f"{tmp_path}: not writable (--write saves next to the files)"]
     finally:
         tmp_path.chmod(0o700)
+
+
+async def test_a_write_waits_for_another_writer_without_blocking_reads(
+    csv_file: Path, start: Start
+) -> None:
+    import fcntl
+
+    c = start().client
+    assert (await c.post("/api/people", json={"name": "Dan"})).status_code == 201
+    other = os.open(journal_path(csv_file), os.O_RDONLY)  # another worker, writing
+    try:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        post = asyncio.create_task(c.post("/api/people", json={"name": "Eve"}))
+        await asyncio.sleep(0.3)
+        assert not post.done()  # it waits for the lock, in the table's thread...
+        assert (await c.get("/api/people/4")).json()["name"] == "Dan"  # ...reads go on
+    finally:
+        os.close(other)  # the lock goes with it
+    r = await post
+    assert r.status_code == 201 and r.json()["id"] == 5

@@ -218,11 +218,12 @@ class Journal:
 
     # --- writing (under the lock) ---------------------------------------------------------
 
-    def lock(self) -> bool:
+    def lock(self, wait: bool = True) -> bool:
         """Lock the generation followed for a write; False when it was replaced or removed
-        meanwhile (unlocked again: follow it, then lock again)."""
+        meanwhile (unlocked again: follow it, then lock again). BlockingIOError when another
+        holds it and `wait` is False."""
         assert self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         try:
             current = os.stat(self.path).st_ino
         except FileNotFoundError:

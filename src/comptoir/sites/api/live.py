@@ -54,6 +54,10 @@ CLOSE_WAIT = 60.0
 Outcome = Done | Refusal
 
 
+class Busy(Exception):
+    """A write would wait (a lock another holds, a file to read): not on the event loop."""
+
+
 class Unreadable(Exception):
     """The data file changed on disk and cannot be read: writes wait until it can."""
 
@@ -84,6 +88,7 @@ class LiveTable:
         self.reloads = 0  # a rewrite made from rows read before a reload is dropped
         self.known = (0, -1)  # the journal (inode, size) the rows published have everything of
         self.unreadable: str | None = None  # why the data file, changed, could not be read
+        self.closing = False
 
     @property
     def table(self) -> Table:
@@ -96,14 +101,17 @@ class LiveTable:
         self.site.tables[self.name] = table
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """This table's lock; what the journal held when it is let go is in the rows published
-        (a read that finds the journal so needs nothing more: `stale`)."""
-        with self.lock:
-            try:
-                yield
-            finally:
-                self.known = (self.journal.ino, self.journal.seen)
+    def _locked(self, wait: bool = True) -> Iterator[None]:
+        """This table's lock (Busy if `wait` is False and another thread holds it); what the
+        journal held when it is let go is in the rows published (a read that finds the journal
+        so needs nothing more: `stale`)."""
+        if not self.lock.acquire(blocking=wait):
+            raise Busy
+        try:
+            yield
+        finally:
+            self.known = (self.journal.ino, self.journal.seen)
+            self.lock.release()
 
     def stale(self) -> bool:
         """Whether the journal holds what the rows published lack: one `stat` (event loop)."""
@@ -180,7 +188,9 @@ class LiveTable:
         except OSError:
             return False  # gone for a moment (an editor saving): keep serving what was read
 
-    def _follow(self) -> None:
+    def _follow(self, wait: bool = True) -> None:
+        """Apply what the journal holds beyond what was read (Busy when the data file must be
+        read again and `wait` is False: the next `_follow` does it)."""
         reading = self.journal.follow()
         table, problems = apply_entries(self.table, reading.entries)
         header = reading.header
@@ -191,6 +201,9 @@ class LiveTable:
             problems += more
         elif header is not None:
             self._problems(problems)
+            if not wait:
+                self.base = (-1, -1)  # read it again: `_file_changed` says so from now on
+                raise Busy
             self._reload()
             return
         if reading.entries or header is not None:
@@ -258,11 +271,14 @@ class LiveTable:
 
     # --- writing (in the table's thread) ---------------------------------------------------
 
-    def _hold(self) -> None:
+    def _hold(self, wait: bool = True) -> None:
         """Lock the journal for a write, up to date: made if there is none, read to its end, its
-        data file the one our rows come from."""
+        data file the one our rows come from. With `wait` False, Busy rather than wait for
+        another writer or read a file: the caller is the event loop."""
         while True:
-            self._follow()
+            self._follow(wait)
+            if self._file_changed() and not wait:
+                raise Busy
             if self._file_changed() and not self._reload():
                 raise Unreadable(self.unreadable or "")
             if self._file_changed():
@@ -272,8 +288,11 @@ class LiveTable:
                 if self.journal.create(self.base, rowid_runs(self.table), mode):
                     return
                 continue
-            if not self.journal.lock():
-                continue
+            try:
+                if not self.journal.lock(wait):
+                    continue
+            except BlockingIOError:
+                raise Busy from None
             reading = self.journal.follow()  # what was appended before we had the lock
             table, problems = apply_entries(self.table, reading.entries)
             if reading.entries:
@@ -281,6 +300,8 @@ class LiveTable:
             if self._file_changed():
                 self.journal.unlock()
                 self._problems(problems)
+                if not wait:
+                    raise Busy
                 if not self._reload():
                     raise Unreadable(self.unreadable or "")
                 continue
@@ -288,11 +309,12 @@ class LiveTable:
             self._problems(problems)
             return
 
-    def commit(self, changes: list[Change]) -> list[Outcome]:
+    def commit(self, changes: list[Change], wait: bool = True) -> list[Outcome]:
         """Check and apply changes, each against the rows the ones before it made; append those
-        accepted to the journal, on the disk before this returns."""
-        with self._locked():
-            self._hold()
+        accepted to the journal, on the disk before this returns. With `wait` False (on the
+        event loop), Busy when that would mean waiting for a lock or reading a file."""
+        with self._locked(wait):
+            self._hold(wait)
             try:
                 outcomes: list[Outcome] = []
                 entries = []
@@ -347,16 +369,23 @@ class LiveTable:
                 os.close(journal)
         return "gone"
 
+    def _pause(self, seconds: float) -> None:
+        """Between two parts of a rewrite, as long as the last one took: a rewrite takes half of
+        the processor at most, and requests get the other half (two cores here, and Polars uses
+        both). None once the worker stops: no request waits then, and --grace is counted."""
+        if not self.closing:
+            time.sleep(min(seconds, 0.1))
+
     def _rewrite(
         self, snapshot: Table, end: int, generation: Header, reloads: int, journal: int
     ) -> str:
         started = time.monotonic()
         rewrite = rewrite_path(self.path)
-        write_data(snapshot.frame, snapshot.source, rewrite, _pause)
+        write_data(snapshot.frame, snapshot.source, rewrite, self._pause)
         os.chmod(rewrite, os.stat(self.path).st_mode & 0o777)
         written = signature(rewrite)
         runs = rowid_runs(snapshot)
-        fresh = rechunked(snapshot, _pause)
+        fresh = rechunked(snapshot, self._pause)
         applied = end
         problems: list[str] = []
         for _ in range(3):
@@ -428,10 +457,18 @@ class LiveTable:
 
     async def _commit_queue(self) -> None:
         while self.queue:
+            await asyncio.sleep(0)  # the requests already received join this batch
             batch, self.queue = self.queue, []
             changes = [c for c, _ in batch]
             try:
-                outcomes = await self._run(functools.partial(self.commit, changes))
+                try:
+                    # On the event loop: the flush of the journal is the only wait (a thread
+                    # hop cost more, measured: docs/decisions.md)...
+                    outcomes = self.commit(changes, wait=False)
+                except Busy:
+                    # ...unless a lock is held (another worker writing, this one's rewrite
+                    # putting its file in place) or a file must be read: in the table's thread.
+                    outcomes = await self._run(functools.partial(self.commit, changes))
             except Unreadable as exc:
                 error = {"error": f"the table's file changed and cannot be read: {exc}"}
                 outcomes = [Refusal(503, error, {"Retry-After": "5"})] * len(batch)
@@ -477,6 +514,7 @@ class LiveTable:
 
     async def close(self, writable: bool) -> None:
         """The worker stops: every write in the file, the journal removed, the thread ended."""
+        self.closing = True
         if self.committing is not None:
             await asyncio.gather(self.committing, return_exceptions=True)
         if self.rewriting is not None:
@@ -543,12 +581,6 @@ class LiveTables:
         """The worker stops (see LiveTable.close)."""
         for live in self.live.values():
             await live.close(self.writable)
-
-
-def _pause(seconds: float) -> None:
-    """Between two parts of a rewrite, as long as the last one took: a rewrite takes half of the
-    processor at most, and requests get the other half (two cores here, and Polars uses both)."""
-    time.sleep(min(seconds, 0.1))
 
 
 def _first_line(exc: BaseException) -> str:
