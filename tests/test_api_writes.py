@@ -748,3 +748,32 @@ async def test_a_write_waits_for_another_writer_without_blocking_reads(
         os.close(other)  # the lock goes with it
     r = await post
     assert r.status_code == 201 and r.json()["id"] == 5
+
+
+def test_changes_keep_the_frame_in_few_chunks_and_the_keys_sorted(tmp_path: Path) -> None:
+    from comptoir.sites.api import changes
+    from comptoir.sites.api.tables import load_table
+
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n" + "".join(f"{i},{i}\n" for i in range(1, 1001)))
+    table = load_table("t", path)
+    before = max(table.frame.n_chunks("all"))
+    for i in range(200):
+        table = changes.put(table, {"id": changes.next_key(table), "v": i})
+    keys = table.frame["id"]
+    assert keys.flags["SORTED_ASC"] and keys.to_list() == list(range(1, 1201))
+    assert max(table.frame.n_chunks("all")) <= before + changes.GATHER_EVERY + 1
+    for key in range(2, 400, 4):  # changes in the middle split it
+        table = changes.put(table, {"id": key, "v": -key})
+        table = changes.delete(table, key + 1)
+    assert max(table.frame.n_chunks("all")) > changes.MAX_CHUNKS
+    gathered = changes.rechunked(table)
+    assert max(gathered.frame.n_chunks("all")) == 1
+    assert gathered.frame.equals(table.frame) and gathered.frame["id"].flags["SORTED_ASC"]
+    assert gathered.position(398) is not None and gathered.position(399) is None
+    batch = [{"op": "put", "row": {"id": 2000 + i, "v": i}} for i in range(50)]
+    batch.append({"op": "put", "row": {"id": 2010, "v": -1}})  # a key of the batch again
+    applied, problems = changes.apply_entries(gathered, batch)
+    assert problems == [] and applied.frame.height == gathered.frame.height + 50
+    assert applied.frame.row(applied.position(2010), named=True) == {"id": 2010, "v": -1}
+    assert changes.next_key(applied) == 2050

@@ -320,7 +320,21 @@ def with_rowids(table: Table, runs: Sequence[Sequence[int]]) -> Table:
     return dataclasses.replace(table, frame=sorted_key(frame, ROWID), _index=None, top_key=top)
 
 
+# A frame split in more chunks than this (by changes in its middle) is gathered again whole.
+MAX_CHUNKS = 64
+
+
 def rechunked(table: Table, pause: Callable[[float], None] = lambda seconds: None) -> Table:
-    """The same rows in one chunk per column (what many changes split), keys marked sorted."""
-    frame = sorted_key(gathered(table.frame, pause), table.key)
-    return dataclasses.replace(table, frame=frame, _index=None, tail=0)
+    """The same rows in few chunks: the rows added lately gathered into one, and the whole
+    table into one chunk per column when changes split it into many (a copy of every column,
+    `pause`d between them)."""
+    frame = table.frame
+    if max(frame.n_chunks("all")) > MAX_CHUNKS:
+        frame = sorted_key(gathered(frame, pause), table.key)
+        return dataclasses.replace(table, frame=frame, _index=None, tail=0)
+    if table.tail:
+        start = frame.height - table.tail
+        frame = frame.slice(0, start).vstack(frame.slice(start).rechunk())
+        if table.frame[table.key].flags["SORTED_ASC"]:
+            frame.replace_column(frame.get_column_index(table.key), frame[table.key].set_sorted())
+    return dataclasses.replace(table, frame=frame, tail=0)

@@ -199,7 +199,7 @@ def load_table(
 
 
 # Rows converted to text and written at a time.
-WRITE_CHUNK = 20_000
+WRITE_CHUNK = 5_000
 
 
 def write_data(
