@@ -4,10 +4,10 @@
   another worker (or another server on the same file) appended changes, they are read and applied
   first. A data file changed on disk by someone else (checked at most once a second) is read
   again, with the journal's changes on top.
-- **Writes** (`write`, with `--write`): the changes waiting in a worker are committed together, in
-  a thread: the journal locked and read to its end, each change checked against the rows as they
-  now are (writes.py), the accepted ones appended and flushed to the disk (`fdatasync`), then the
-  new rows published. The answer goes out after that: an acknowledged write survives `kill -9`.
+- **Writes** (`write`, with `--write`): the changes waiting in a worker are committed together:
+  the journal locked and read to its end, each change checked against the rows as they now are
+  (writes.py), the accepted ones appended and flushed to the disk (`fdatasync`), then the new rows
+  published. The answer goes out after that: an acknowledged write survives `kill -9`.
 - **The file** (`rewrite`): half a second after a write (longer for a table whose last rewrite
   took longer), one worker writes the rows into a new file next to the data file, then puts it in
   place and rotates the journal, so that a spreadsheet opening the file sees the writes and the
@@ -15,8 +15,10 @@
   its rows. At start, changes left in a journal (a crash) are applied, and written into the file.
 
 Tables are snapshots (tables.py): a change publishes a new Table in the site's `tables`, and a
-request keeps the one it started with. Everything that touches a table's journal runs in that
-table's own thread (one at a time), never on the event loop, except the `stat`.
+request keeps the one it started with. A table's lock lets one thing at a time touch its journal.
+A commit runs on the event loop, the flush its one wait, unless it would wait for more (a lock
+held elsewhere, a file to read: `Busy`); then it runs in the table's own thread, as reading the
+journal for a read and the rewrite's short locked steps do. Nothing reads a file on the loop.
 """
 
 from __future__ import annotations
