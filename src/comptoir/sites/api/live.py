@@ -18,7 +18,7 @@ Tables are snapshots (tables.py): a change publishes a new Table in the site's `
 request keeps the one it started with. A table's lock lets one thing at a time touch its journal.
 A commit runs on the event loop, the flush its one wait, unless it would wait for more (a lock
 held elsewhere, a file to read: `Busy`); then it runs in the table's own thread, as reading the
-journal for a read and the rewrite's short locked steps do. Nothing reads a file on the loop.
+journal for a read and the rewrite's short locked steps do. No data file is read on the loop.
 """
 
 from __future__ import annotations
