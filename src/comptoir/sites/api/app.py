@@ -28,6 +28,7 @@ from comptoir.http.paths import location_value
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
 from comptoir.sites.api.changes import row_etag
+from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.live import LiveTables
 from comptoir.sites.api.openapi import openapi_document
 from comptoir.sites.api.output import csv_chunks, dumps, json_chunks, ndjson_chunks, row_object
@@ -53,16 +54,6 @@ MEDIA = {
 CORS = (b"access-control-allow-origin", b"*")
 # A query string longer than this gets no Link header (it would be four times as long).
 MAX_LINK_QUERY = 2048
-
-
-class ApiError(Exception):
-    """An answer other than 200, with its JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        super().__init__(body.get("error", ""))
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
 
 
 def load_tables(options: ApiOptions) -> dict[str, Table]:

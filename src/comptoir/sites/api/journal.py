@@ -222,16 +222,7 @@ class Journal:
         """Lock the generation followed for a write; False when it was replaced or removed
         meanwhile (unlocked again: follow it, then lock again). BlockingIOError when another
         holds it and `wait` is False."""
-        assert self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        try:
-            current = os.stat(self.path).st_ino
-        except FileNotFoundError:
-            current = -1
-        if current != self.ino:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            return False
-        return True
+        return self._flock(fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
 
     def unlock(self) -> None:
         """Let the other writers in."""
@@ -334,8 +325,13 @@ class Journal:
     def shared(self) -> bool:
         """Lock the generation followed against writers and rotations, to look at its data file
         and journal together; False when it was replaced meanwhile (then nothing is locked)."""
+        return self._flock(fcntl.LOCK_SH)
+
+    def _flock(self, operation: int) -> bool:
+        """flock the generation followed; False (and unlocked) when its file is no longer the
+        journal's: a rotation replaced it, or it was removed, while this waited."""
         assert self.fd is not None
-        fcntl.flock(self.fd, fcntl.LOCK_SH)
+        fcntl.flock(self.fd, operation)
         try:
             current = os.stat(self.path).st_ino
         except FileNotFoundError:

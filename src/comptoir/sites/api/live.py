@@ -40,9 +40,10 @@ import polars as pl
 
 from comptoir.errors import ConfigError
 from comptoir.sites.api.changes import apply_entries, rechunked, rowid_runs, with_rowids
+from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.journal import Header, Journal, encode, parse_lines, rewrite_path
 from comptoir.sites.api.tables import Table, signature, write_data
-from comptoir.sites.api.writes import Change, Done, Refusal, decide
+from comptoir.sites.api.writes import Change, Done, decide
 
 T = TypeVar("T")
 
@@ -53,7 +54,7 @@ REWRITE_AFTER = 0.5
 # How long a worker stopping waits for another one's rewrite of the same file.
 CLOSE_WAIT = 60.0
 
-Outcome = Done | Refusal
+Outcome = Done | ApiError
 
 
 class Busy(Exception):
@@ -324,13 +325,13 @@ class LiveTable:
                 for change in changes:
                     try:
                         table, done, entry = decide(table, change)
-                    except Refusal as refusal:
+                    except ApiError as refusal:
                         outcomes.append(refusal)
                         continue
                     except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
                         # A column of a type rows cannot be made of (from a Parquet file).
                         error = {"error": f"the row cannot be stored: {_first_line(exc)}"}
-                        outcomes.append(Refusal(422, error))
+                        outcomes.append(ApiError(422, error))
                         continue
                     outcomes.append(done)
                     entries.append(entry)
@@ -473,11 +474,11 @@ class LiveTable:
                     outcomes = await self._run(functools.partial(self.commit, changes))
             except Unreadable as exc:
                 error = {"error": f"the table's file changed and cannot be read: {exc}"}
-                outcomes = [Refusal(503, error, {"Retry-After": "5"})] * len(batch)
+                outcomes = [ApiError(503, error, {"Retry-After": "5"})] * len(batch)
             except OSError as exc:
                 self._log(f"a write could not be saved: {exc}")
                 error = {"error": f"the change could not be saved: {exc.strerror or exc}"}
-                outcomes = [Refusal(503, error, {"Retry-After": "5"})] * len(batch)
+                outcomes = [ApiError(503, error, {"Retry-After": "5"})] * len(batch)
             except Exception as exc:  # a bug: each request gets its 500, none waits forever
                 for _, future in batch:
                     if not future.done():

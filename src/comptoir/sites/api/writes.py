@@ -33,6 +33,7 @@ from urllib.parse import quote, unquote
 from comptoir.errors import ClientGone
 from comptoir.http.numbers import parse_decimal
 from comptoir.sites.api.changes import column_value, delete, next_key, put, row_at, row_etag
+from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.output import dumps, jsonable, row_object
 from comptoir.sites.api.query import QueryError, type_name, typed
 from comptoir.sites.api.tables import Table
@@ -54,16 +55,6 @@ PATCH_TYPES = ("application/json", "application/merge-patch+json")
 EXPOSED = b"ETag, Location, X-Total-Count, Link"
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.S)
 _BRACKET = re.compile(r"[\[\]{}]")
-
-
-class Refusal(Exception):
-    """A write not done: its status, JSON body and headers."""
-
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None):
-        super().__init__(body.get("error", ""))
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
 
 
 @dataclass(frozen=True)
@@ -89,7 +80,7 @@ class Done:
 
 
 def decide(table: Table, change: Change) -> tuple[Table, Done, dict[str, Any]]:
-    """The rows after `change`, what to answer, and the journal's entry (Refusal if refused)."""
+    """The rows after `change`, what to answer, and the journal's entry (ApiError if refused)."""
     if change.method == "POST":
         return _post(table, change.values or {})
     key = _path_key(table, change.key or "")
@@ -100,9 +91,9 @@ def decide(table: Table, change: Change) -> tuple[Table, Done, dict[str, Any]]:
             message = "the row changed since it was read (If-Match)"
             if current is None:
                 message = "no such row (If-Match)"
-            raise Refusal(412, {"error": message}, {"ETag": etag} if etag else None)
+            raise ApiError(412, {"error": message}, {"ETag": etag} if etag else None)
     if current is None:
-        raise Refusal(404, {"error": f"no row {change.key!r} in {table.name!r}"})
+        raise ApiError(404, {"error": f"no row {change.key!r} in {table.name!r}"})
     if change.method == "DELETE":
         return delete(table, key), Done(204, None, key), {"op": "delete", "key": jsonable(key)}
     row = dict(current) if change.method == "PATCH" else dict.fromkeys(table.columns)
@@ -135,7 +126,7 @@ def _post(table: Table, values: Mapping[str, Any]) -> tuple[Table, Done, dict[st
         raise _unfit(table, errors)
     if table.position(key) is not None:
         shown = jsonable(key)
-        raise Refusal(409, {"error": f"{table.name!r} has a row {shown!r} already", "key": shown})
+        raise ApiError(409, {"error": f"{table.name!r} has a row {shown!r} already", "key": shown})
     return put(table, row), Done(201, row, key), {"op": "put", "row": row_object(row)}
 
 
@@ -156,8 +147,8 @@ def _fill(table: Table, row: dict[str, Any], values: Mapping[str, Any]) -> dict[
     return errors
 
 
-def _unfit(table: Table, errors: dict[str, str]) -> Refusal:
-    return Refusal(422, {"error": f"the row does not fit table {table.name!r}", "fields": errors})
+def _unfit(table: Table, errors: dict[str, str]) -> ApiError:
+    return ApiError(422, {"error": f"the row does not fit table {table.name!r}", "fields": errors})
 
 
 def _path_key(table: Table, text: str) -> Any:
@@ -212,7 +203,7 @@ class Writes:
         origin = header(scope["headers"], b"origin")
         try:
             await self._handle(scope, receive, send, path, origin)
-        except Refusal as refusal:
+        except ApiError as refusal:
             await self._send(send, origin, refusal.status, refusal.body, refusal.headers)
 
     async def _handle(
@@ -225,18 +216,18 @@ class Writes:
         for suffix in FORMATS if len(parts) == 1 else ():
             name = name.removesuffix(suffix)
         if name not in self.live.tables and len(parts) <= 2:
-            raise Refusal(404, {"error": f"no table {name!r}"})
+            raise ApiError(404, {"error": f"no table {name!r}"})
         if method not in allow.split(", "):
-            raise Refusal(405, {"error": f"{method} is not allowed here"}, {"Allow": allow})
+            raise ApiError(405, {"error": f"{method} is not allowed here"}, {"Allow": allow})
         if origin is not None and not self._allowed(scope, origin):
             message = f"writes from {origin} are not allowed (--cors ORIGIN allows an origin)"
-            raise Refusal(403, {"error": message})
+            raise ApiError(403, {"error": message})
         values = None
         if method != "DELETE":
             values = parse_body(scope, await read_body(scope, receive), method)
         change = Change(method, parts[1] if len(parts) == 2 else None, values, _if_match(scope))
         outcome = await self.live.write(name, change)
-        if isinstance(outcome, Refusal):
+        if isinstance(outcome, ApiError):
             raise outcome
         await self._answer(send, origin, name, outcome)
 
@@ -292,14 +283,14 @@ def _if_match(scope: Scope) -> tuple[str, ...] | None:
 
 async def read_body(scope: Scope, receive: Receive) -> bytes:
     """The whole request body: 413 past MAX_BODY, before reading it when Content-Length says."""
-    too_large = Refusal(
+    too_large = ApiError(
         413, {"error": f"the body is larger than {MAX_BODY // 1024} KiB"}, {"Connection": "close"}
     )
     declared = header(scope["headers"], b"content-length")
     if declared is not None:
         length = parse_decimal(declared.strip())
         if length is None:
-            raise Refusal(400, {"error": "invalid Content-Length"}, {"Connection": "close"})
+            raise ApiError(400, {"error": "invalid Content-Length"}, {"Connection": "close"})
         if length > MAX_BODY:
             raise too_large
     chunks: list[bytes] = []
@@ -330,19 +321,19 @@ def parse_body(scope: Scope, body: bytes, method: str) -> dict[str, Any]:
         shown = media.strip() or "no Content-Type"
         headers = {"Accept-Patch" if method == "PATCH" else "Accept-Post": ", ".join(accepted)}
         message = f"send the row as JSON (Content-Type: application/json), not {shown}"
-        raise Refusal(415, {"error": message}, headers)
+        raise ApiError(415, {"error": message}, headers)
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise Refusal(400, {"error": "the body is not UTF-8"}) from None
+        raise ApiError(400, {"error": "the body is not UTF-8"}) from None
     if nesting(text) > MAX_DEPTH:
-        raise Refusal(400, {"error": f"the body is nested deeper than {MAX_DEPTH} levels"})
+        raise ApiError(400, {"error": f"the body is nested deeper than {MAX_DEPTH} levels"})
     try:
         value = json.loads(text, parse_constant=_no_constant, object_pairs_hook=_object)
     except ValueError as exc:
-        raise Refusal(400, {"error": f"the body is not JSON: {exc}"}) from None
+        raise ApiError(400, {"error": f"the body is not JSON: {exc}"}) from None
     if not isinstance(value, dict):
-        raise Refusal(422, {"error": "send one row: a JSON object of column values"})
+        raise ApiError(422, {"error": "send one row: a JSON object of column values"})
     return value
 
 
