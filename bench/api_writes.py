@@ -17,6 +17,7 @@ bounded below by this disk's flush time, which it prints too (median of 200).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import http.client
 import json
@@ -156,13 +157,11 @@ def main() -> None:
         try:
             started = time.monotonic()
             while True:
-                try:
+                with contextlib.suppress(OSError):  # not listening yet: try again
                     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
                     conn.request("GET", "/api/people/1")
                     if conn.getresponse().status == 200:
                         break
-                except OSError:
-                    pass
                 if server.poll() is not None or time.monotonic() - started > 300:
                     raise SystemExit("the server did not start")
                 time.sleep(0.2)

@@ -36,7 +36,7 @@ async def nothing_sent() -> Message:
 
 
 async def ignore(message: Message) -> None:
-    pass
+    """A server's `send` whose messages nobody looks at."""
 
 
 # -- who counts as one client ------------------------------------------------------------------

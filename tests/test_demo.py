@@ -80,3 +80,16 @@ def test_the_home_site_serves_the_page_rendered_in_the_run_folder(tmp_path: Path
     assert (options.root / "index.html").read_text(encoding="utf-8") == render_home_page(tmp_path)
     # The page's other files come with it.
     assert (options.root / "sites.js").is_file()
+
+
+def test_the_demo_module_names_every_kind_it_serves() -> None:
+    # Its docstring lists the tour by kind, for a reader; it must say what the registry serves.
+    import comptoir.demo
+    from comptoir.sites import KINDS
+
+    doc = comptoir.demo.__doc__ or ""
+    listed = dict(re.findall(r"^- kind `(\w+)`: (.*);?$", doc, re.M))
+    assert list(listed) == list(KINDS)
+    for name, kind in KINDS.items():
+        for site in kind.demo:
+            assert f"`{site.name}`" in listed[name], (name, site.name)

@@ -15,6 +15,7 @@ Matching rules (the README's "Virtual hosts" section documents them):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import re
@@ -112,10 +113,8 @@ def wildcard_under_top_level(name: str) -> bool:
 def certificate_name(text: str) -> str:
     """A name for a TLS certificate (host, `*.` wildcard or IP address), canonical; ValueError."""
     name = text.strip()
-    try:
+    with contextlib.suppress(ValueError):  # not an address: a host name, checked below
         return str(ipaddress.ip_address(name.removeprefix("[").removesuffix("]")))
-    except ValueError:
-        pass
     # No port (normalize_host would drop it): a certificate names hosts, not services.
     normalized = normalize_host(name, wildcard=True) if ":" not in name else None
     if normalized is None:

@@ -156,11 +156,9 @@ def read_answer(sock: socket.socket, timeout: float) -> bytes:
     """What the server sends until it closes the connection (or `timeout` passes)."""
     sock.settimeout(timeout)
     answer = b""
-    try:
+    with contextlib.suppress(OSError):  # a reset or the timeout ends it like a close
         while chunk := sock.recv(4096):
             answer += chunk
-    except OSError:
-        pass
     return answer
 
 

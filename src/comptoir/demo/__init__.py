@@ -3,8 +3,15 @@
 The tour is made from the registry: a home page (the `www` site), then every site each registered
 kind declares in its `SiteKind.demo`, in the registry's order, each served at
 `http://<name>.localhost:<port>/` and linked from the home page with the description its kind
-gives. A new kind appears here by registering: nothing in this package names a kind but the
-static site that serves the home page.
+gives. A new kind appears here by registering: nothing in this package's code names a kind but
+the static site that serves the home page. Today the tour is (tests/test_demo.py keeps this list
+equal to the registry's):
+
+- kind `static`: `www` (the home page) and `files` (a folder listing);
+- kind `share`: `share` (a share link);
+- kind `receive`: `drop` (an upload page);
+- kind `echo`: `echo` (the httpbin-compatible echo);
+- kind `api`: `api` (CSV files as a JSON API, with the course's routes).
 
 The home page is rendered when the demo starts (www/index.html is a template; the other files of
 www/ are copied beside it) into the run's temporary folder, which is removed at exit. It is also

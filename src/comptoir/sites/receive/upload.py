@@ -362,10 +362,8 @@ class Upload:
                         self._reserve_folders(len(folders) - level)
                         counted = True
                     try:
-                        os.mkdir(folder, dir_fd=fd)
-                        self.created.append(path)
-                    except FileExistsError:
-                        pass  # made meanwhile by another upload: used as it is, not counted
+                        if _make_folder(folder, fd):
+                            self.created.append(path)
                     except OSError as exc:
                         raise disk_error(exc) from None
                     child = _open_dir(folder, fd, path)
@@ -518,3 +516,13 @@ def _fsync_and_close(fd: int) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _make_folder(name: str, dir_fd: int) -> bool:
+    """Make a folder in `dir_fd`; False when it exists already (made meanwhile by another
+    upload: used as it is, and not counted as this one's)."""
+    try:
+        os.mkdir(name, dir_fd=dir_fd)
+    except FileExistsError:
+        return False
+    return True
