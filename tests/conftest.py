@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,6 +23,11 @@ import pytest
 from comptoir.app import build_app
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.types import ASGIApp, Message
+
+# The api kind's cache of parsed tables (sites/api/cache.py) goes to $XDG_CACHE_HOME: a folder
+# of this run's, for this process and the servers it starts, never the user's own cache.
+_CACHE = tempfile.TemporaryDirectory(prefix="comptoir-test-cache-")
+os.environ["XDG_CACHE_HOME"] = _CACHE.name
 
 
 def make_config(kind: str, options: Any, **server: Any) -> Config:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import polars as pl
 import pytest
 from openapi_spec_validator import validate
 
@@ -138,6 +139,11 @@ def test_malformed_rows_are_reported_and_left_out(tmp_path: Path) -> None:
     t = load_table("q", quoted)
     assert t.frame.select("a", "b").rows() == [(1, "x\ny"), (3, "z")]
     assert [p.line for p in t.problems] == [4]
+    # A row left out does not count in the types: `id` stays an integer key.
+    typed = write(tmp_path, "typed.csv", "id,d,x\n1,2024-01-02,1.5\noops,bad\n2,2024-01-03,2\n")
+    t = load_table("typed", typed)
+    assert [t.dtype(c) for c in t.columns] == [pl.Int64, pl.Date, pl.Float64]
+    assert t.position(2) == 1 and [p.line for p in t.problems] == [3]
 
 
 def test_files_that_cannot_be_tables_are_one_clear_line(tmp_path: Path) -> None:

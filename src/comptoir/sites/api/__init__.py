@@ -179,11 +179,33 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
     if problems:
         return problems
     # The files are read by Polars, whose threads a forked process cannot use: never in this
-    # process (the workers are its forks), but in a fresh one, which only reports.
+    # process (the workers are its forks). What the cache kept of them when they were last read
+    # is enough (their columns); a file not read as it is now is read in a fresh process, which
+    # only reports (and leaves the rows it read in the cache, for the workers).
+    tables = _cached_tables(options)
+    if tables is not None:
+        problems.extend(route_problems(options, tables))
+        return problems
     from comptoir.sites.api.probe import probe
 
     problems.extend(probe(options))
     return problems
+
+
+def _cached_tables(options: ApiOptions) -> dict[str, Table] | None:
+    """Every table with its columns and no rows, from the cache; None unless all are there."""
+    from comptoir.sites.api import cache
+    from comptoir.sites.api.tables import schema_table
+
+    tables: dict[str, Table] = {}
+    keys = options.keys()
+    types = options.column_types()
+    for name, path in options.table_sources():
+        entry = cache.lookup(path, key=keys.get(name), types=types.get(name), strict=options.strict)
+        if entry is None:
+            return None
+        tables[name] = schema_table(name, path, entry)
+    return tables
 
 
 def read_problems(options: ApiOptions) -> list[Problem]:
@@ -196,7 +218,6 @@ def read_problems(options: ApiOptions) -> list[Problem]:
     tables: dict[str, Table] = {}
     keys = options.keys()
     types = options.column_types()
-    names = options.table_files()
     for name, path in options.table_sources():
         try:
             tables[name] = load_table(
@@ -204,6 +225,13 @@ def read_problems(options: ApiOptions) -> list[Problem]:
             )
         except ConfigError as exc:
             problems.append(Problem("data", str(exc)))
+    return problems + route_problems(options, tables)
+
+
+def route_problems(options: ApiOptions, tables: Mapping[str, Table]) -> list[Problem]:
+    """What the routes ask of the tables that they do not have."""
+    problems: list[Problem] = []
+    names = options.table_files()
     declared: list[str] = []
     for i, route in enumerate(options.route):
         found = _route_problems(route, tables, names)

@@ -37,6 +37,7 @@ from typing import Any
 import polars as pl
 
 from comptoir.errors import ConfigError
+from comptoir.sites.api import cache
 from comptoir.sites.api.output import texts
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
@@ -171,9 +172,56 @@ def load_table(
     key: str | None = None,
     types: Mapping[str, str] | None = None,
     strict: bool = False,
+    cached: bool = True,
 ) -> Table:
-    """Read one data file into a Table (ConfigError for what makes it unusable)."""
-    sig = signature(path)
+    """Read one data file into a Table (ConfigError for what makes it unusable): from the cache
+    (cache.py) when it has this file as it is, else parsed, and then kept there."""
+    if cached:
+        entry = cache.lookup(path, key=key, types=types, strict=strict)
+        table = _from_cache(name, path, entry) if entry is not None else None
+        if table is not None:
+            return table
+    stamp = cache.stamp(path)  # before reading: a change made meanwhile is seen as one
+    table = _parse(name, path, (stamp[0], stamp[1]), key=key, types=types, strict=strict)
+    if cached:
+        cache.store(table, stamp, key=key, types=types, strict=strict)
+    return table
+
+
+def _from_cache(name: str, path: Path, entry: cache.Entry) -> Table | None:
+    """The table an entry holds, or None when it cannot be read (then the file is parsed)."""
+    meta = entry.meta
+    try:
+        frame = pl.read_ipc(entry.arrow)
+        if frame.columns != list(entry.columns):
+            return None
+        source = Source(**meta["source"])
+        problems = [Problem(path, line, message) for line, message in meta["problems"]]
+        key = meta["key"]
+        size, mtime = meta["stamp"][:2]
+        frame = sorted_key(frame, key)
+        return Table(name, path, frame, key, (size, mtime), problems, meta["skipped"], source)
+    except (pl.exceptions.PolarsError, OSError, KeyError, TypeError, ValueError):
+        return None
+
+
+def schema_table(name: str, path: Path, entry: cache.Entry) -> Table:
+    """A table with a cached entry's columns and key and no rows: what checking routes against
+    it needs, made without reading a row (the process the workers are forked from may not run
+    a Polars query: docs/decisions.md)."""
+    frame = pl.DataFrame(schema={c: TYPES[t] for c, t in entry.columns.items()})
+    return Table(name, path, frame, entry.meta["key"])
+
+
+def _parse(
+    name: str,
+    path: Path,
+    sig: tuple[int, int],
+    *,
+    key: str | None,
+    types: Mapping[str, str] | None,
+    strict: bool,
+) -> Table:
     kind = SUFFIXES.get(path.suffix.lower(), "csv")
     problems: list[Problem] = []
     skipped = 0
@@ -297,6 +345,23 @@ def _read_csv(
         shown = "; ".join(str(p) for p in problems[:3])
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise ConfigError(f"{shown}{more}")
+    if bad:
+        # The rows left out must not count in the columns' types (a row `bad,row` would make
+        # the `id` column text): read as text, leave them out, and infer from the rest.
+        text = pl.read_csv(
+            io.BytesIO(raw),
+            separator=separator,
+            infer_schema=False,
+            truncate_ragged_lines=True,
+            raise_if_empty=False,
+        )
+        text = (
+            text.with_row_index("__row")
+            .filter(~pl.col("__row").is_in([row for _, _, row in bad]))
+            .drop("__row")
+        )
+        raw = text.write_csv().encode()
+        separator = ","
     frame = pl.read_csv(
         io.BytesIO(raw),
         separator=separator,
@@ -305,13 +370,6 @@ def _read_csv(
         truncate_ragged_lines=True,
         raise_if_empty=False,
     )
-    if bad:
-        rows = pl.Series([row for _, _, row in bad], dtype=pl.UInt32)
-        frame = (
-            frame.with_row_index("__row")
-            .filter(~pl.col("__row").is_in(rows.to_list()))
-            .drop("__row")
-        )
     return frame, problems[:MAX_PROBLEMS], len(problems), source
 
 

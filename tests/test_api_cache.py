@@ -1,0 +1,163 @@
+"""The api kind's cache of parsed tables: the next start reads Arrow instead of parsing the CSV,
+and never serves rows other than the file's own."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from comptoir.config import ServerOptions
+from comptoir.sites.api import ApiOptions, cache, validate
+from comptoir.sites.api import probe as probe_module
+from comptoir.sites.api.routes import parse_route
+from comptoir.sites.api.tables import load_table
+
+ROWS = """id,name,score,price,active,born,seen,note
+1,Ada,90,10.5,true,1990-01-02,2024-05-01T10:30:00,
+2,Bob,75,,false,1985-06-30,2024-05-02T08:00:00,"two
+lines"
+3,Chloé,,3.25,true,,,
+bad,row
+4,Dan,75,7,false,2001-12-31,2024-05-03T00:00:00.250000,x
+"""
+
+
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
+    return folder / "comptoir" / "tables"
+
+
+def entries(folder: Path) -> list[str]:
+    return sorted(p.suffix for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_a_table_read_again_comes_from_the_cache_as_it_was_parsed(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(ROWS, encoding="latin-1")  # "Chloé" in Latin-1: the source's encoding kept
+    parsed = load_table("people", path, types={"score": "float"})
+    assert entries(own_cache) == [".arrow", ".json"]
+
+    def no_parsing(*args: object, **kwargs: object) -> None:
+        raise AssertionError("parsed again")
+
+    monkeypatch.setattr(pl, "read_csv", no_parsing)
+    cached = load_table("people", path, types={"score": "float"})
+    assert_frame_equal(cached.frame, parsed.frame)
+    assert cached.frame["born"].dtype == pl.Date and cached.frame["seen"].dtype == pl.Datetime
+    assert cached.frame.row(2, named=True)["name"] == "Chloé"
+    assert cached.frame.row(3, named=True)["seen"] == dt.datetime(2024, 5, 3, 0, 0, 0, 250000)
+    assert (cached.key, cached.signature, cached.source) == (
+        parsed.key,
+        parsed.signature,
+        parsed.source,
+    )
+    assert cached.source.encoding == "latin-1"
+    # The row left out is still reported at each start.
+    assert [str(p) for p in cached.problems] == [f"{path}:6: 2 fields, expected 8"]
+    assert cached.skipped == 1
+    # Lookups by key work on the cached frame (its key column known to be sorted).
+    assert cached.position(4) == 3
+
+
+def test_other_options_or_an_edited_file_are_misses(tmp_path: Path, own_cache: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n2,20\n")
+    load_table("t", path)
+    assert load_table("t", path, types={"v": "string"}).frame["v"].dtype == pl.String
+    assert len(entries(own_cache)) == 4  # one entry per set of options
+    before = os.stat(path)
+    path.write_text("id,v\n1,10\n2,20\n3,30\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same mtime: size tells
+    assert load_table("t", path).frame["v"].to_list() == [10, 20, 30]
+    # Same size, same mtime, other bytes: the change time tells.
+    path.write_text("id,v\n1,10\n2,20\n3,31\n")
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert load_table("t", path).frame["v"].to_list() == [10, 20, 31]
+    assert len(entries(own_cache)) == 4  # the file's new version replaced its last
+
+
+def test_a_broken_entry_is_a_miss_and_an_unwritable_cache_no_failure(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n2,20\n")
+    load_table("t", path)
+    [arrow] = own_cache.glob("*.arrow")
+    arrow.write_bytes(arrow.read_bytes()[:100])  # cut short: its size is not the one recorded
+    assert load_table("t", path).frame["v"].to_list() == [10, 20]
+    # Garbage of the recorded size: Polars cannot read it, the file is parsed.
+    size = arrow.stat().st_size
+    arrow.write_bytes(b"\0" * size)
+    assert load_table("t", path).frame["v"].to_list() == [10, 20]
+
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the cache's folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    assert load_table("t", path).frame["v"].to_list() == [10, 20]
+    assert not list(tmp_path.glob("**/*.tmp"))
+
+
+def test_the_start_check_uses_the_cache_and_runs_no_polars_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "ok.csv").write_text("id,v\n1,a\n")
+    routes = (parse_route({"path": "/w", "table": "ok", "where": {"id": "abc"}}),)
+    options = ApiOptions(data=(tmp_path,), route=routes)
+    expected = ["/w: where 'abc' is not an integer (column 'id')"]
+    # The first check reads the file in a process of its own, which fills the cache.
+    assert [str(p) for p in validate(options, ServerOptions())] == expected
+
+    def no_probe(options: ApiOptions) -> None:
+        raise AssertionError("the file was read again")
+
+    monkeypatch.setattr(probe_module, "probe", no_probe)
+    assert [str(p) for p in validate(options, ServerOptions())] == expected
+    # A file edited since: read again (in the probe).
+    (tmp_path / "ok.csv").write_text("id,v\n1,a\n2,b\n")
+    with pytest.raises(AssertionError, match="read again"):
+        validate(options, ServerOptions())
+
+
+def test_the_process_that_forks_the_workers_starts_no_polars_threads(tmp_path: Path) -> None:
+    """Polars' threads do not survive a fork: the check from the cache makes tables with no rows,
+    which must not start them (a worker forked after that would hang on its first query)."""
+    (tmp_path / "ok.csv").write_text("id,v,d\n1,a,2024-01-01\n")
+    script = f"""
+import os
+from pathlib import Path
+from comptoir.config import ServerOptions
+from comptoir.sites.api import ApiOptions, validate
+options = ApiOptions(data=(Path({str(tmp_path)!r}),))
+assert validate(options, ServerOptions()) == []  # the probe fills the cache
+assert validate(options, ServerOptions()) == []  # from the cache, in this process
+names = [open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(",".join(n for n in names if n.startswith("polars-") and n[7:].isdigit()))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == ""
+
+
+def test_entries_of_files_gone_are_pruned(tmp_path: Path, own_cache: Path) -> None:
+    for i in range(3):
+        (tmp_path / f"t{i}.csv").write_text("id\n1\n")
+        load_table(f"t{i}", tmp_path / f"t{i}.csv")
+    assert len(entries(own_cache)) == 6
+    (tmp_path / "t0.csv").unlink()
+    (tmp_path / "t1.csv").unlink()
+    (tmp_path / "t3.csv").write_text("id\n1\n")
+    load_table("t3", tmp_path / "t3.csv")  # a store prunes
+    assert len(entries(own_cache)) == 4
+    assert cache.lookup(tmp_path / "t2.csv", key=None, types=None, strict=False) is not None
