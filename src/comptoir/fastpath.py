@@ -13,7 +13,9 @@ entry; with preconditions or a Range, through http/plan.py, the one place decidi
 An answer computed from the request alone (echo's /get: its query, headers and address) is kept
 the same way, as its final headers and the site's function (`Computed`): a GET of the same host and
 path is answered by calling it, again without the stack between. The function declines (None)
-what it would not answer exactly as the site does; the full stack answers those.
+what it would not answer exactly as the site does; the full stack answers those. An offer `under`
+a path (an api site's rows by key) is kept by host and the path up to its last `/`, and answers
+every GET there that its function does not decline, each with its own ETag.
 
 What never comes from here: anything a password protects (no fast path at all then; the app
 builds none), answers that vary with other request headers (precompressed siblings, --compress),
@@ -77,7 +79,9 @@ class ComputedEntry:
 
     headers: tuple[tuple[bytes, bytes], ...]
     length_at: int
-    answer: Callable[[Scope], bytes | None]
+    answer: Callable[[Scope], bytes | tuple[bytes, bytes] | None]
+    # Where the ETag header is, for answers that come with their own.
+    etag_at: int | None = None
 
 
 class FastPath:
@@ -88,6 +92,8 @@ class FastPath:
         self.clock = clock
         self.entries: dict[Key, Entry] = {}
         self.computed: dict[tuple[bytes, bytes], ComputedEntry] = {}
+        # Offers `under` a path: by host and the path up to its last `/`, included.
+        self.computed_under: dict[tuple[bytes, bytes], ComputedEntry] = {}
         self._bytes = 0
 
     def find(self, scope: Scope) -> Prepared | None:
@@ -107,10 +113,16 @@ class FastPath:
             if conditional and decided is None:
                 return None
             return self.prepare(scope, entry, decided)
-        if self.computed and method == "GET":
-            found = self.computed.get((key[0], key[1]))
-            if found is not None:
-                return _compute(scope, found)
+        if method == "GET":
+            if self.computed:
+                found = self.computed.get((key[0], key[1]))
+                if found is not None:
+                    return _compute(scope, found)
+            if self.computed_under:
+                raw = key[1]
+                found = self.computed_under.get((key[0], raw[: raw.rfind(b"/") + 1]))
+                if found is not None:
+                    return _compute(scope, found)
         return None
 
     def plan_for(self, scope: Scope, entry: Entry) -> Plan | None:
@@ -172,10 +184,14 @@ class FastPath:
         length_at = next((i for i, h in enumerate(headers) if h[0] == b"content-length"), None)
         if length_at is None:
             return  # framed otherwise (chunked): not what the fast path sends
-        if len(self.entries) + len(self.computed) >= MAX_ENTRIES:
+        etag_at = next((i for i, h in enumerate(headers) if h[0] == b"etag"), None)
+        entry = ComputedEntry(tuple(headers), length_at, offer.answer, etag_at)
+        kept = self.computed_under if offer.under else self.computed
+        if len(self.entries) + len(self.computed) + len(self.computed_under) >= MAX_ENTRIES:
             # Few paths compute their answers; spellings of a host are what could fill this.
-            self.computed.clear()
-        self.computed[(key[0], key[1])] = ComputedEntry(tuple(headers), length_at, offer.answer)
+            kept.clear()
+        raw = key[1]
+        kept[(key[0], raw[: raw.rfind(b"/") + 1] if offer.under else raw)] = entry
 
     def _drop_expired(self) -> None:
         now = self.clock()
@@ -190,13 +206,20 @@ class FastPath:
 
 def _compute(scope: Scope, entry: ComputedEntry) -> Prepared | None:
     try:
-        body = entry.answer(scope)
+        answer = entry.answer(scope)
     except Exception:
         # A function that fails declines: the full stack answers (and reports) the same request.
         return None
-    if body is None:
+    if answer is None:
         return None
     headers = list(entry.headers)
+    if isinstance(answer, tuple):
+        body, etag = answer
+        if entry.etag_at is None:
+            return None  # the first answer had no ETag to replace: not the site's answer
+        headers[entry.etag_at] = (b"etag", etag)
+    else:
+        body = answer
     headers[entry.length_at] = (b"content-length", str(len(body)).encode())
     return 200, headers, body, None
 

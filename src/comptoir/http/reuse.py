@@ -5,7 +5,9 @@ Two kinds of offer, put in the `http.response.start` message under `REUSE`:
   memory, whole), until `until`: the outer app keeps the answer as it went out;
 - `Computed`: the answer to a GET of this host and path is a body computed from the request
   alone, under the same headers but Content-Length (echo's /get): the outer app keeps those
-  headers and the function, and later calls it without the stack in between.
+  headers and the function, and later calls it without the stack in between. With `under`, the
+  offer covers every path beside this one (what follows the last `/`): an api site's rows by
+  key (`/api/items/<key>`), each with its own ETag.
 
 The worker's outer app takes the offer out before the message reaches the server. It is carried by
 the message, not the scope: the host router gives a mounted site a copy of the scope, but every
@@ -40,6 +42,12 @@ class Computed:
     does not answer exactly as the site would (the full stack answers that one), and never raises.
     The outer layers' headers are kept from the first answer: they must not vary with what the
     function reads (a JSON body: security headers depend on the type and the host only).
+
+    With `under`, the offer stands for every path that differs from this one after its last `/`,
+    and the function may read the site's state (an api site's rows) as long as it declines
+    whenever the full stack would first bring that state up to date. It may then return
+    (body, ETag value): the kept answer's ETag header is replaced with it.
     """
 
-    answer: Callable[[Scope], bytes | None]
+    answer: Callable[[Scope], bytes | tuple[bytes, bytes] | None]
+    under: bool = False

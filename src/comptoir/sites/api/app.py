@@ -24,10 +24,11 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import polars as pl
 
 from comptoir.errors import HTTPError
+from comptoir.http.reuse import REUSE, Computed
 from comptoir.http.paths import location_value
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
-from comptoir.sites.api.changes import row_etag
+from comptoir.sites.api.changes import json_etag
 from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.live import LiveTables
 from comptoir.sites.api.openapi import openapi_document
@@ -91,6 +92,10 @@ class ApiSite:
             writable=options.write,
         )
         self.writes = Writes(self.live, self.prefix, options.cors) if options.write else None
+        # Rows by key are offered to the outer fast path (`_outer_row`), under the site's mount.
+        self._mount = self.prefix.encode("utf-8", "surrogateescape")
+        self._rows_at = self._mount + b"/api/"
+        self.row_offer = Computed(self._outer_row, under=True)
 
     def _report(self, problems: list[RowProblem], skipped: int) -> None:
         for problem in problems:
@@ -180,12 +185,16 @@ class ApiSite:
                 )
                 await self._send_html(scope, send, page)
                 return
-            query = self._query(scope, table)
             obj = row_object(row)
-            await self._nest(table, [obj], query)
+            body = dumps(obj)
             # Its ETag, for If-Match on a write (the row's values: the nested rows aside).
-            tag = {"ETag": row_etag(row), "Access-Control-Expose-Headers": "ETag"}
-            await self._send_json(scope, send, obj, headers=tag)
+            tag = {"ETag": json_etag(body), "Access-Control-Expose-Headers": "ETag"}
+            offer: Computed | None = self.row_offer
+            if scope["query_string"]:
+                await self._nest(table, [obj], self._query(scope, table))
+                body = dumps(obj)
+                offer = None  # a query: not what the fast path answers (`_outer_row`)
+            await self._send_body(scope, send, body, headers=tag, offer=offer)
             return
         if len(parts) == 3 and parts[2]:
             parent = await self._table(unquote(parts[0]))
@@ -224,6 +233,39 @@ class ApiSite:
     def _reloaded(self) -> None:
         """A file was read again: the relations are found again."""
         self.relations = find_relations(self.tables, self.options.relation)
+
+    def _outer_row(self, scope: Scope) -> tuple[bytes, bytes] | None:
+        """`GET /api/<table>/<key>` with nothing else asked, from the scope the worker receives
+        (the outer fast path calls it: fastpath.py): the row's JSON and ETag as `_api` answers
+        them, or None wherever the full stack must answer — a table to bring up to date first
+        (other workers' writes, the file's check every second), a key that is no row (404), a
+        page for a browser, a query, an escaped path, a custom route."""
+        if scope.get("query_string") or scope.get("root_path"):
+            return None
+        raw = scope.get("raw_path") or b""
+        if not raw.startswith(self._rows_at) or b"%" in raw:
+            return None
+        name, _, key = raw[len(self._rows_at) :].partition(b"/")
+        if not key or b"/" in key or wants_html(scope):
+            return None
+        try:
+            live = self.live.live.get(name.decode())
+            text = key.decode()
+        except UnicodeDecodeError:
+            return None
+        if live is None or not live.fresh():
+            return None
+        if self.routes and self._route(raw[len(self._mount) :].decode())[0] is not None:
+            return None
+        table = self.tables[live.name]
+        try:
+            at = table.position(typed(table, table.key, text, table.key))
+        except QueryError:
+            return None
+        if at is None:
+            return None
+        body = table.json_row(at)
+        return body, json_etag(body).encode()
 
     def _row(self, table: Table, text: str) -> dict[str, Any]:
         try:
@@ -428,7 +470,17 @@ class ApiSite:
         status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> None:
-        body = dumps(obj)
+        await self._send_body(scope, send, dumps(obj), status, headers)
+
+    async def _send_body(
+        self,
+        scope: Scope,
+        send: Send,
+        body: bytes,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        offer: Computed | None = None,
+    ) -> None:
         out = [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -436,7 +488,10 @@ class ApiSite:
             (b"cache-control", b"no-cache"),
         ]
         out.extend((k.lower().encode(), v.encode("latin-1")) for k, v in (headers or {}).items())
-        await send({"type": "http.response.start", "status": status, "headers": out})
+        start = {"type": "http.response.start", "status": status, "headers": out}
+        if offer is not None and scope["method"] == "GET":
+            start[REUSE] = offer
+        await send(start)
         await send(
             {"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body}
         )

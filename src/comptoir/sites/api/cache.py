@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from comptoir.sites.api.tables import Table
 
 # Bumped when what an entry holds changes: older entries are then misses.
-FORMAT = 1
+FORMAT = 2
 # Entries not used for this long, or beyond this many, are removed when one is written.
 KEEP_SECONDS = 30 * 24 * 3600
 KEEP_ENTRIES = 64
@@ -111,7 +111,10 @@ def store(
         # size): a reader finds a whole entry or a miss.
         with tempfile.NamedTemporaryFile(dir=base, suffix=".tmp", delete=False) as out:
             written.append(out.name)
-            table.frame.write_ipc(out)
+            # Compressed: reading decompresses into the frame's buffers, where an uncompressed
+            # file is read whole and then copied (a worker's peak 3.4x the CSV, zstd's 2.4x;
+            # 124 MB of Arrow for 92 MB of CSV, 31 MB with zstd, read back in 0.25 s).
+            table.frame.write_ipc(out, compression="zstd")
         arrow = base / f"{name}.arrow"
         os.replace(out.name, arrow)
         meta = {

@@ -441,11 +441,22 @@ class LiveTable:
         due = now - self.checked >= RELOAD_EVERY
         if due:
             self.checked = now
-        if self.catching_up is None and (self.stale() or (due and self._file_changed())):
+        # Without --write no worker appends to the journal: no `stat` of it per read.
+        stale = self.site.writable and self.stale()
+        if self.catching_up is None and (stale or (due and self._file_changed())):
             self.catching_up = asyncio.ensure_future(self._run(self.catch_up))
             self.catching_up.add_done_callback(self._caught_up)
         if self.catching_up is not None:
             await asyncio.shield(self.catching_up)
+
+    def fresh(self) -> bool:
+        """Whether `refresh` would have nothing to do now (it may have: False), without doing
+        it: the outer fast path answers a row only then (app.py)."""
+        return (
+            self.catching_up is None
+            and time.monotonic() - self.checked < RELOAD_EVERY
+            and not (self.site.writable and self.stale())
+        )
 
     def _caught_up(self, future: asyncio.Future[None]) -> None:
         self.catching_up = None

@@ -17,6 +17,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import polars as pl
 
 CHUNK_ROWS = 10_000
@@ -38,10 +39,16 @@ def row_object(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(obj: Any) -> bytes:
-    """Compact JSON, UTF-8 (non-ASCII kept as is), with a final newline."""
-    return (
-        json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
-    ).encode()
+    """Compact JSON, UTF-8 (non-ASCII kept as is), with a final newline; dates and datetimes as
+    `isoformat` spells them, NaN and infinities as null (orjson: a row in 0.5 µs where the json
+    module took 9, docs/decisions.md)."""
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
+    except TypeError:
+        # What orjson does not write (an integer past 64 bits, nesting past 254 levels).
+        return (
+            json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+        ).encode()
 
 
 def texts(frame: pl.DataFrame, *, csv: bool) -> pl.DataFrame:

@@ -38,7 +38,7 @@ import polars as pl
 
 from comptoir.errors import ConfigError
 from comptoir.sites.api import cache
-from comptoir.sites.api.output import texts
+from comptoir.sites.api.output import dumps, texts
 
 SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
 SUFFIXES[".ndjson"] = "jsonl"
@@ -110,6 +110,12 @@ class Table:
     # The frame's column types (Polars makes the schema anew at each `frame.schema`); a change
     # of rows keeps them, so the tables made from this one share it.
     _schema: dict[str, pl.DataType] | None = None
+    # (first key, rows) when the keys are the integers first, first + 1, … in order (an id
+    # column 1…N, a rowid): a row's index is then its key minus the first. Found at the first
+    # lookup, for this table's frame only (`init=False`: a table made from this one finds its
+    # own).
+    _span: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
+    _spanned: bool = field(default=False, init=False, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -122,8 +128,21 @@ class Table:
             self._schema = dict(self.frame.schema)
         return self._schema[column]
 
+    def json_row(self, at: int) -> bytes:
+        """Row `at` as the API writes it: `dumps(row_object(row))`, without `row_object` (orjson
+        spells dates and non-finite floats as it does)."""
+        frame = self.frame
+        return dumps(dict(zip(frame.columns, frame.row(at), strict=True)))
+
     def position(self, key: Any) -> int | None:
         """The row index of the row whose key is `key`, or None."""
+        if not self._spanned:
+            self._span = _span(self.frame[self.key])
+            self._spanned = True
+        if self._span is not None and type(key) is int:
+            first, rows = self._span
+            at = key - first
+            return at if 0 <= at < rows else None
         series = self.frame[self.key]
         if self._index is None and series.dtype.is_integer() and series.is_sorted():
             # Sorted integer keys (1, 2, 3…, the usual id column and rowid): a binary search,
@@ -136,6 +155,18 @@ class Table:
             self._index = {k: i for i, k in enumerate(series.to_list())}
         found = self._index.get(key)
         return found if found is not None and found < self.frame.height else None
+
+
+def _span(series: pl.Series) -> tuple[int, int] | None:
+    """(first, rows) when the key column holds first, first + 1, … first + rows - 1 in order.
+
+    Keys are unique (checked when read, kept by every change): sorted with the last one
+    rows - 1 past the first, they can only be those integers."""
+    rows = len(series)
+    if not rows or not series.dtype.is_integer() or series.null_count() or not series.is_sorted():
+        return None
+    first, last = series[0], series[rows - 1]
+    return (first, rows) if last - first == rows - 1 else None
 
 
 def table_name(path: Path) -> str:
@@ -192,7 +223,10 @@ def _from_cache(name: str, path: Path, entry: cache.Entry) -> Table | None:
     """The table an entry holds, or None when it cannot be read (then the file is parsed)."""
     meta = entry.meta
     try:
-        frame = pl.read_ipc(entry.arrow)
+        # Arrow's file comes back in several chunks (its record batches), which makes every
+        # row lookup 2x slower (7.7 µs against 3.8 for a row of the 1,000,000): gathered into
+        # one, a column at a time so that the peak stays one column above the table.
+        frame = gathered(pl.read_ipc(entry.arrow), lambda seconds: None)
         if frame.columns != list(entry.columns):
             return None
         source = Source(**meta["source"])
