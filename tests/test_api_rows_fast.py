@@ -7,7 +7,6 @@ import math
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import httpx
 import pytest
@@ -15,7 +14,6 @@ import pytest
 from comptoir.app import build_app
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.sites.api import ApiOptions
-from comptoir.sites.api import app as app_module
 from comptoir.sites.api import live as live_module
 from comptoir.sites.api.app import ApiSite
 from comptoir.sites.api.output import dumps, row_object

@@ -24,8 +24,8 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 import polars as pl
 
 from comptoir.errors import HTTPError
-from comptoir.http.reuse import REUSE, Computed
 from comptoir.http.paths import location_value
+from comptoir.http.reuse import REUSE, Computed
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
 from comptoir.sites.api.changes import json_etag
