@@ -161,3 +161,22 @@ def test_entries_of_files_gone_are_pruned(tmp_path: Path, own_cache: Path) -> No
     load_table("t3", tmp_path / "t3.csv")  # a store prunes
     assert len(entries(own_cache)) == 4
     assert cache.lookup(tmp_path / "t2.csv", key=None, types=None, strict=False) is not None
+
+
+def test_a_file_read_again_while_serving_is_kept_after_its_rows_are_served(
+    tmp_path: Path, own_cache: Path
+) -> None:
+    import time
+
+    from comptoir.sites.api.app import ApiSite
+    from comptoir.sites.contract import SiteContext
+
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n")
+    site = ApiSite(ApiOptions(data=(path,)), SiteContext())
+    path.write_text("id,v\n1,10\n2,20\n")
+    assert site._load("t").frame["v"].to_list() == [10, 20]
+    deadline = time.monotonic() + 10
+    while cache.lookup(path, key=None, types=None, strict=False) is None:
+        assert time.monotonic() < deadline, "never kept"
+        time.sleep(0.02)

@@ -228,6 +228,7 @@ class ApiSite:
             key=options.keys().get(name),
             types=options.column_types().get(name),
             strict=options.strict,
+            keep_later=True,
         )
 
     def _reloaded(self) -> None:
