@@ -24,10 +24,10 @@ from comptoir.app import build_app
 from comptoir.config import Config, ServerOptions, SiteConfig
 from comptoir.types import ASGIApp, Message
 
-# The api kind's cache of parsed tables (sites/api/cache.py) goes to $XDG_CACHE_HOME: a folder
-# of this run's, for this process and the servers it starts, never the user's own cache.
+# The api kind's cache of parsed tables (sites/api/cache.py): a folder of this run's, for this
+# process and the servers it starts, never the user's own cache.
 _CACHE = tempfile.TemporaryDirectory(prefix="comptoir-test-cache-")
-os.environ["XDG_CACHE_HOME"] = _CACHE.name
+os.environ["COMPTOIR_CACHE_DIR"] = _CACHE.name
 
 
 def make_config(kind: str, options: Any, **server: Any) -> Config:

@@ -32,8 +32,8 @@ bad,row
 @pytest.fixture(autouse=True)
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
-    monkeypatch.setenv("XDG_CACHE_HOME", str(folder))
-    return folder / "comptoir" / "tables"
+    monkeypatch.setenv("COMPTOIR_CACHE_DIR", str(folder))
+    return folder / "tables"
 
 
 def entries(folder: Path) -> list[str]:
@@ -103,7 +103,7 @@ def test_a_broken_entry_is_a_miss_and_an_unwritable_cache_no_failure(
 
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where the cache's folder would be")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    monkeypatch.setenv("COMPTOIR_CACHE_DIR", str(blocked))
     assert load_table("t", path).frame["v"].to_list() == [10, 20]
     assert not list(tmp_path.glob("**/*.tmp"))
 
@@ -180,3 +180,14 @@ def test_a_file_read_again_while_serving_is_kept_after_its_rows_are_served(
     while cache.lookup(path, key=None, types=None, strict=False) is None:
         assert time.monotonic() < deadline, "never kept"
         time.sleep(0.02)
+
+
+def test_the_cache_is_under_xdg_cache_home_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COMPTOIR_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache.folder() == tmp_path / "xdg" / "comptoir" / "tables"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache.folder() == tmp_path / "home" / ".cache" / "comptoir" / "tables"

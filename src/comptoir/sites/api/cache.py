@@ -12,8 +12,9 @@ An entry is one data file read with one set of options (`--id`, `--type`, `--str
 a hash of them and of the file's real path, so a file's next version replaces its last. It stands
 for the file while the file's size, modification and change times and inode are the ones it
 recorded; anything else (a file edited, a different Polars, an entry half written or unreadable)
-is a miss, and the file is parsed as if there were no cache. The cache is `$XDG_CACHE_HOME`
-(else `~/.cache`); where it cannot be written, nothing is kept and nothing fails.
+is a miss, and the file is parsed as if there were no cache. The cache is in `$XDG_CACHE_HOME`
+(else `~/.cache`), or `$COMPTOIR_CACHE_DIR`; where it cannot be written, nothing is kept and
+nothing fails.
 """
 
 from __future__ import annotations
@@ -54,7 +55,11 @@ class Entry:
 
 
 def folder() -> Path:
-    """Where entries are kept."""
+    """Where entries are kept: `$COMPTOIR_CACHE_DIR/tables`, else under `$XDG_CACHE_HOME` (else
+    `~/.cache`) in `comptoir/tables`."""
+    own = os.environ.get("COMPTOIR_CACHE_DIR")
+    if own:
+        return Path(own) / "tables"
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "comptoir" / "tables"
 
