@@ -191,3 +191,16 @@ def test_the_cache_is_under_xdg_cache_home_by_default(
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert cache.folder() == tmp_path / "home" / ".cache" / "comptoir" / "tables"
+
+
+def test_a_folder_others_can_write_to_is_not_used(tmp_path: Path, own_cache: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n")
+    load_table("t", path)
+    own_cache.chmod(0o777)
+    assert cache.lookup(path, key=None, types=None, strict=False) is None
+    path.write_text("id,v\n1,10\n2,20\n")
+    load_table("t", path)  # parsed, and not kept there
+    assert cache.lookup(path, key=None, types=None, strict=False) is None
+    own_cache.chmod(0o700)
+    assert len(entries(own_cache)) == 2  # only the first read's entry

@@ -64,6 +64,13 @@ def folder() -> Path:
     return Path(base) / "comptoir" / "tables"
 
 
+def _trusted(base: Path) -> bool:
+    """Whether the folder is this user's alone: rows read from a folder others can write to
+    (a `$COMPTOIR_CACHE_DIR` in /tmp) could be anyone's."""
+    st = os.stat(base)
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def stamp(path: Path) -> list[int]:
     """What tells that a file is the one an entry was made from."""
     st = os.stat(path)
@@ -84,6 +91,8 @@ def lookup(
     try:
         name = _name(path, key, types, strict)
         base = folder()
+        if not _trusted(base):
+            return None
         meta = json.loads((base / f"{name}.json").read_text("utf-8"))
         arrow = base / f"{name}.arrow"
         if meta.get("stamp") != stamp(path) or arrow.stat().st_size != meta.get("arrow_bytes"):
@@ -112,6 +121,8 @@ def store(
         name = _name(table.path, key, types, strict)
         base = folder()
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not _trusted(base):
+            return
         # Written under temporary names and renamed, the JSON last (it names the Arrow file's
         # size): a reader finds a whole entry or a miss.
         with tempfile.NamedTemporaryFile(dir=base, suffix=".tmp", delete=False) as out:
