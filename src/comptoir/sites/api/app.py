@@ -34,7 +34,16 @@ from comptoir.sites.api.live import LiveTables
 from comptoir.sites.api.openapi import openapi_document
 from comptoir.sites.api.output import csv_chunks, dumps, json_chunks, ndjson_chunks, row_object
 from comptoir.sites.api.pages import curl_line, docs_page, form_target, row_page, table_page
-from comptoir.sites.api.query import Query, QueryError, parse_query, typed
+from comptoir.sites.api.query import (
+    Query,
+    QueryError,
+    after_position,
+    facet_counts,
+    find,
+    page_of,
+    parse_query,
+    typed,
+)
 from comptoir.sites.api.relations import Relation, find_relations
 from comptoir.sites.api.routes import Route, fill
 from comptoir.sites.api.tables import Problem as RowProblem
@@ -319,7 +328,11 @@ class ApiSite:
             # and left out of the answer afterwards.
             needed = ([table.key] if query.embed else []) + query.expand
             query.fields = list(dict.fromkeys([*shown, *needed]))
-        frame, total, facets = await asyncio.to_thread(_page, table, query)
+        # From the indexes on the event loop when they answer at once, else in a thread.
+        answer = _quick_page(table, query)
+        if answer is None:
+            answer = await asyncio.to_thread(_page, table, query)
+        frame, total, facets = answer
         headers = {"X-Total-Count": str(total)}
         link = _link(scope, self.prefix, query, total)
         if link:
@@ -512,12 +525,16 @@ class ApiSite:
             await send({"type": "http.response.body", "body": b""})
             return
         chunks = {"csv": csv_chunks, "ndjson": ndjson_chunks, "json": json_chunks}[fmt](frame)
-        while True:
-            # Each chunk is made in a thread: a whole table is many of them.
-            chunk = await asyncio.to_thread(_next, chunks)
-            if chunk is None:
-                break
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        # Each chunk is made in a thread (a whole table is many of them), the next one while this
+        # one is sent: one chunk ahead, so that memory holds two chunks at most.
+        loop = asyncio.get_running_loop()
+        ahead = loop.run_in_executor(None, _next, chunks)
+        try:
+            while (chunk := await ahead) is not None:
+                ahead = loop.run_in_executor(None, _next, chunks)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        finally:
+            _drop(ahead)
         await send({"type": "http.response.body", "body": b""})
 
 
@@ -539,6 +556,15 @@ async def _see_other(scope: Scope, send: Send, location: str) -> None:
 
 def _next(chunks: Iterator[bytes]) -> bytes | None:
     return next(chunks, None)
+
+
+def _drop(ahead: asyncio.Future[bytes | None]) -> None:
+    """A chunk made ahead that will not be sent (the client went away): not waited for, and its
+    error, if any, not reported (the one that ended the answer is)."""
+    if not ahead.done():
+        ahead.cancel()
+    elif not ahead.cancelled():
+        ahead.exception()
 
 
 def _type(table: Table, column: str) -> str:
@@ -576,12 +602,7 @@ def _select(table: Table, query: Query, limit: int | None) -> pl.DataFrame:
     """The rows of a query, sorted, from its page's start (in a thread)."""
     frame = table.frame
     if query.after is not None:
-        at = table.position(query.after)
-        if at is None:
-            # Not a key of the table: the first row after it, in key order.
-            key = frame[table.key]
-            at = int(key.search_sorted(query.after, side="right")) - 1 if key.is_sorted() else -1
-        frame = frame.slice(at + 1)
+        frame = frame.slice(after_position(table, query.after) + 1)
     lazy = frame.lazy()
     if query.filters:
         lazy = lazy.filter(pl.all_horizontal(query.filters))
@@ -604,22 +625,38 @@ def _select(table: Table, query: Query, limit: int | None) -> pl.DataFrame:
 
 def _page(table: Table, query: Query) -> tuple[pl.DataFrame, int, dict[str, Any]]:
     """(the page's rows, how many rows match, facets) of a query (in a thread)."""
-    matching = table.frame.filter(pl.all_horizontal(query.filters)) if query.filters else None
-    total = matching.height if matching is not None else table.frame.height
+    answer = _answer(table, query, quick=False)
+    assert answer is not None  # only a quick answer gives up
+    return answer
+
+
+def _quick_page(table: Table, query: Query) -> tuple[pl.DataFrame, int, dict[str, Any]] | None:
+    """`_page`, on the event loop, when the indexes answer at once (query.py); else None."""
+    return _answer(table, query, quick=True)
+
+
+def _answer(
+    table: Table, query: Query, *, quick: bool
+) -> tuple[pl.DataFrame, int, dict[str, Any]] | None:
+    # The filters are evaluated once (or answered by an index): the count, the facets and the
+    # page all come from the rows found.
+    found = find(table.frame, query, quick)
+    if found is None:
+        return None
     facets: dict[str, Any] = {}
-    source = matching if matching is not None else table.frame
     for column in query.facets:
-        counts = (
-            source.group_by(column)
-            .len()
-            .sort(["len", column], descending=[True, False], nulls_last=True)
-            .head(30)
-        )
+        counts = facet_counts(found, column, quick)
+        if counts is None:
+            return None
+        top = counts.sort(["len", column], descending=[True, False], nulls_last=True).head(30)
         facets[column] = [
-            {"value": row_object({"v": v})["v"], "count": n} for v, n in counts.iter_rows()
+            {"value": row_object({"v": v})["v"], "count": n} for v, n in top.iter_rows()
         ]
-    frame = _select(table, query, query.limit)
-    return frame, total, facets
+    if query.after is not None and quick and not table.frame[table.key].flags["SORTED_ASC"]:
+        return None  # the key's row is found by a dict of every key, made at the first lookup
+    after = -1 if query.after is None else after_position(table, query.after)
+    frame = page_of(found, query, after, quick)
+    return None if frame is None else (frame, found.total, facets)
 
 
 def _link(scope: Scope, prefix: str, query: Query, total: int) -> str:
