@@ -27,21 +27,11 @@ import polars as pl
 
 from comptoir.sites.api.output import dumps, row_object
 from comptoir.sites.api.query import type_name
-from comptoir.sites.api.tables import ROWID, Table, gathered, sorted_key
+from comptoir.sites.api.tables import ROWID, Table, gathered, integer_range, sorted_key
 
 # Rows added one by one are gathered into one chunk every so many.
 GATHER_EVERY = 32
 
-_INTEGER_RANGES: dict[Any, tuple[int, int]] = {
-    pl.Int8: (-(2**7), 2**7 - 1),
-    pl.Int16: (-(2**15), 2**15 - 1),
-    pl.Int32: (-(2**31), 2**31 - 1),
-    pl.Int64: (-(2**63), 2**63 - 1),
-    pl.UInt8: (0, 2**8 - 1),
-    pl.UInt16: (0, 2**16 - 1),
-    pl.UInt32: (0, 2**32 - 1),
-    pl.UInt64: (0, 2**64 - 1),
-}
 EXAMPLES = {
     "integer": "42",
     "float": "4.2",
@@ -62,7 +52,7 @@ def column_value(table: Table, column: str, value: Any) -> Any:
     if kind == "integer":
         if not isinstance(value, int) or isinstance(value, bool):
             raise wrong
-        low, high = _INTEGER_RANGES.get(dtype.base_type(), _INTEGER_RANGES[pl.Int64])
+        low, high = integer_range(dtype)
         if not low <= value <= high:
             raise ValueError(f"{value} is out of this column's range ({low} to {high})")
         return value

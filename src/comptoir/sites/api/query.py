@@ -28,7 +28,7 @@ from typing import Any, TypeVar, cast
 
 import polars as pl
 
-from comptoir.sites.api.tables import Table
+from comptoir.sites.api.tables import Table, integer_range
 
 OPERATORS = (
     "ne",
@@ -246,12 +246,16 @@ def typed(table: Table, column: str, value: str, name: str) -> Any:
     dtype = table.dtype(column)
     try:
         if dtype.is_integer():
-            if not value.strip().lstrip("+-").isdigit() or len(value) > 20:
+            if not value.strip().lstrip("+-").isdigit() or len(value) > 21:
                 raise ValueError
-            return int(value)
+            whole = int(value)
+            low, high = integer_range(dtype)
+            if not low <= whole <= high:
+                # Past what the column holds (Polars cannot even compare it): no value of it.
+                raise QueryError(name, f"{value!r} is out of range for column {column!r}")
+            return whole
         if dtype.is_float():
-            number = float(value)
-            return number
+            return float(value)
         if dtype == pl.Boolean:
             flag = _boolean(value)
             if flag is None:

@@ -55,6 +55,22 @@ TYPES: dict[str, Any] = {
     "string": pl.String,
 }
 MAX_PROBLEMS = 20
+# What each integer type holds.
+INTEGER_RANGES: dict[Any, tuple[int, int]] = {
+    pl.Int8: (-(2**7), 2**7 - 1),
+    pl.Int16: (-(2**15), 2**15 - 1),
+    pl.Int32: (-(2**31), 2**31 - 1),
+    pl.Int64: (-(2**63), 2**63 - 1),
+    pl.UInt8: (0, 2**8 - 1),
+    pl.UInt16: (0, 2**16 - 1),
+    pl.UInt32: (0, 2**32 - 1),
+    pl.UInt64: (0, 2**64 - 1),
+}
+
+
+def integer_range(dtype: pl.DataType) -> tuple[int, int]:
+    """The smallest and largest value an integer column holds (Int64's for a type not listed)."""
+    return INTEGER_RANGES.get(dtype.base_type(), INTEGER_RANGES[pl.Int64])
 
 
 @dataclass(frozen=True)
