@@ -1,4 +1,4 @@
-"""The api kind's cache of parsed tables: the next start reads Arrow instead of parsing the CSV,
+"""The api kind's cache of parsed tables: the next start reads Parquet instead of parsing the CSV,
 and never serves rows other than the file's own."""
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def test_a_table_read_again_comes_from_the_cache_as_it_was_parsed(
     path = tmp_path / "people.csv"
     path.write_text(ROWS, encoding="latin-1")  # "Chloé" in Latin-1: the source's encoding kept
     parsed = load_table("people", path, types={"score": "float"})
-    assert entries(own_cache) == [".arrow", ".json"]
+    assert entries(own_cache) == [".json", ".parquet"]
 
     def no_parsing(*args: object, **kwargs: object) -> None:
         raise AssertionError("parsed again")
@@ -57,6 +57,7 @@ def test_a_table_read_again_comes_from_the_cache_as_it_was_parsed(
     assert cached.frame["born"].dtype == pl.Date and cached.frame["seen"].dtype == pl.Datetime
     assert cached.frame.row(2, named=True)["name"] == "Chloé"
     assert cached.frame.row(3, named=True)["seen"] == dt.datetime(2024, 5, 3, 0, 0, 0, 250000)
+    assert cached.frame.n_chunks("all") == [1] * cached.frame.width
     assert (cached.key, cached.signature, cached.source) == (
         parsed.key,
         parsed.signature,
@@ -93,12 +94,12 @@ def test_a_broken_entry_is_a_miss_and_an_unwritable_cache_no_failure(
     path = tmp_path / "t.csv"
     path.write_text("id,v\n1,10\n2,20\n")
     load_table("t", path)
-    [arrow] = own_cache.glob("*.arrow")
-    arrow.write_bytes(arrow.read_bytes()[:100])  # cut short: its size is not the one recorded
+    [rows] = own_cache.glob("*.parquet")
+    rows.write_bytes(rows.read_bytes()[:100])  # cut short: its size is not the one recorded
     assert load_table("t", path).frame["v"].to_list() == [10, 20]
     # Garbage of the recorded size: Polars cannot read it, the file is parsed.
-    size = arrow.stat().st_size
-    arrow.write_bytes(b"\0" * size)
+    size = rows.stat().st_size
+    rows.write_bytes(b"\0" * size)
     assert load_table("t", path).frame["v"].to_list() == [10, 20]
 
     blocked = tmp_path / "blocked"
@@ -204,3 +205,16 @@ def test_a_folder_others_can_write_to_is_not_used(tmp_path: Path, own_cache: Pat
     assert cache.lookup(path, key=None, types=None, strict=False) is None
     own_cache.chmod(0o700)
     assert len(entries(own_cache)) == 2  # only the first read's entry
+
+
+def test_entries_of_another_format_are_pruned(tmp_path: Path, own_cache: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id\n1\n")
+    load_table("t", path)
+    [meta] = own_cache.glob("*.json")
+    old = own_cache / "0123.json"
+    old.write_text(meta.read_text().replace(f'"format": {cache.FORMAT}', '"format": 2'))
+    (own_cache / "0123.arrow").write_bytes(b"old")
+    (tmp_path / "u.csv").write_text("id\n1\n")
+    load_table("u", tmp_path / "u.csv")
+    assert not old.exists() and not (own_cache / "0123.arrow").exists()

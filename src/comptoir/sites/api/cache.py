@@ -1,12 +1,12 @@
-"""A table's rows as read, kept in Arrow's file format so that the next start does not parse again.
+"""A table's rows as read, kept in a Parquet file so that the next start does not parse again.
 
 Parsing a CSV is most of an api site's start: Polars reads 90 MB of CSV in about a second on one
 core, and then the start checked the file in a process of its own and read it again in each
 worker. The rows as read (types inferred, `--type` applied, key found, malformed rows left out) go
-to `<cache>/comptoir/tables/<entry>.arrow`, with what the read found beside them in
-`<entry>.json`; Arrow's file is read back in a tenth of that time, and the JSON alone tells the
-start's check what it needs (the columns and their types, the rows left out) without Polars
-touching a row in the process the workers are forked from (docs/decisions.md).
+to `<cache>/comptoir/tables/<entry>.parquet`, with what the read found beside them in
+`<entry>.json`; the Parquet file is read back in a seventh of that time, and the JSON alone
+tells the start's check what it needs (the columns and their types, the rows left out) without
+Polars touching a row in the process the workers are forked from (docs/decisions.md).
 
 An entry is one data file read with one set of options (`--id`, `--type`, `--strict`): its name is
 a hash of them and of the file's real path, so a file's next version replaces its last. It stands
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from comptoir.sites.api.tables import Table
 
 # Bumped when what an entry holds changes: older entries are then misses.
-FORMAT = 2
+FORMAT = 3
 # Entries not used for this long, or beyond this many, are removed when one is written.
 KEEP_SECONDS = 30 * 24 * 3600
 KEEP_ENTRIES = 64
@@ -42,9 +42,9 @@ KEEP_ENTRIES = 64
 
 @dataclass(frozen=True)
 class Entry:
-    """A cached read of one data file: the Arrow file and what the read found."""
+    """A cached read of one data file: the rows' Parquet file and what the read found."""
 
-    arrow: Path
+    rows: Path
     meta: dict[str, Any]
 
     @property
@@ -94,14 +94,14 @@ def lookup(
         if not _trusted(base):
             return None
         meta = json.loads((base / f"{name}.json").read_text("utf-8"))
-        arrow = base / f"{name}.arrow"
-        if meta.get("stamp") != stamp(path) or arrow.stat().st_size != meta.get("arrow_bytes"):
+        rows = base / f"{name}.parquet"
+        if meta.get("stamp") != stamp(path) or rows.stat().st_size != meta.get("rows_bytes"):
             return None
         with contextlib.suppress(OSError):
             os.utime(base / f"{name}.json")  # its last use, for pruning
     except (OSError, ValueError, TypeError):
         return None
-    return Entry(arrow, meta)
+    return Entry(rows, meta)
 
 
 def store(
@@ -123,21 +123,26 @@ def store(
         base.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not _trusted(base):
             return
-        # Written under temporary names and renamed, the JSON last (it names the Arrow file's
+        # Written under temporary names and renamed, the JSON last (it names the rows' file
         # size): a reader finds a whole entry or a miss.
         with tempfile.NamedTemporaryFile(dir=base, suffix=".tmp", delete=False) as out:
             written.append(out.name)
-            # Compressed: reading decompresses into the frame's buffers, where an uncompressed
-            # file is read whole and then copied (a worker's peak 3.4x the CSV, zstd's 2.4x;
-            # 124 MB of Arrow for 92 MB of CSV, 31 MB with zstd, read back in 0.25 s).
-            table.frame.write_ipc(out, compression="zstd")
-        arrow = base / f"{name}.arrow"
-        os.replace(out.name, arrow)
+            # One row group: read back, each column is one chunk, as a parsed CSV's (rows by
+            # key are 2x slower in a chunked column). Compressed: 20 MB for 92 MB of CSV, and
+            # decompressed straight into the frame (docs/decisions.md has the figures).
+            table.frame.write_parquet(
+                out,
+                compression="zstd",
+                statistics=False,
+                row_group_size=max(table.frame.height, 1),
+            )
+        rows = base / f"{name}.parquet"
+        os.replace(out.name, rows)
         meta = {
             "format": FORMAT,
             "path": str(table.path.resolve()),
             "stamp": read,
-            "arrow_bytes": arrow.stat().st_size,
+            "rows_bytes": rows.stat().st_size,
             "key": table.key,
             "columns": {c: type_name(t) for c, t in table.frame.schema.items()},
             "source": vars(table.source),
@@ -159,22 +164,24 @@ def store(
 
 
 def _prune(base: Path) -> None:
-    """Entries of files gone, unused for KEEP_SECONDS, or beyond KEEP_ENTRIES, removed (a hit
-    touches its JSON: its modification time is its last use)."""
+    """Entries of files gone, unused for KEEP_SECONDS, of another format, or beyond
+    KEEP_ENTRIES, removed (a hit touches its JSON: its modification time is its last use)."""
     now = time.time()
     entries = []
     for meta in base.glob("*.json"):
         try:
             used = meta.stat().st_mtime
-            source = json.loads(meta.read_text("utf-8")).get("path", "")
+            found = json.loads(meta.read_text("utf-8"))
         except (OSError, ValueError):
             continue
+        source = found.get("path", "")
         stale = not source or not os.path.exists(source) or now - used > KEEP_SECONDS
+        stale = stale or found.get("format") != FORMAT  # an older comptoir's
         entries.append((stale, -used, meta))
     entries.sort()
     kept = [meta for stale, _, meta in entries if not stale]
     for meta in [m for stale, _, m in entries if stale] + kept[KEEP_ENTRIES:]:
-        for path in (meta, meta.with_suffix(".arrow")):
+        for path in (meta, meta.with_suffix(".parquet"), meta.with_suffix(".arrow")):
             with contextlib.suppress(OSError):
                 path.unlink()
     # Temporary files of a writer that died: an hour is far longer than any write takes.
