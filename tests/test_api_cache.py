@@ -7,6 +7,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -33,7 +34,16 @@ bad,row
 def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "cache"
     monkeypatch.setenv("COMPTOIR_CACHE_DIR", str(folder))
+    # Files written an instant ago are kept here (test_a_file_just_modified_is_not_kept has
+    # the rule as it is).
+    monkeypatch.setattr(cache, "RACY_SECONDS", -1.0)
     return folder / "tables"
+
+
+def aged(path: Path) -> None:
+    """Modified ten seconds ago (for processes that keep the real rule)."""
+    when = time.time_ns() - 10 * 10**9
+    os.utime(path, ns=(when, when))
 
 
 def entries(folder: Path) -> list[str]:
@@ -97,9 +107,9 @@ def test_a_broken_entry_is_a_miss_and_an_unwritable_cache_no_failure(
     [rows] = own_cache.glob("*.parquet")
     rows.write_bytes(rows.read_bytes()[:100])  # cut short: its size is not the one recorded
     assert load_table("t", path).frame["v"].to_list() == [10, 20]
-    # Garbage of the recorded size: Polars cannot read it, the file is parsed.
-    size = rows.stat().st_size
-    rows.write_bytes(b"\0" * size)
+    # Garbage of the recorded size: not what was written, the file is parsed.
+    [rows] = own_cache.glob("*.parquet")  # the entry written again, its rows named anew
+    rows.write_bytes(b"\0" * rows.stat().st_size)
     assert load_table("t", path).frame["v"].to_list() == [10, 20]
 
     blocked = tmp_path / "blocked"
@@ -113,6 +123,7 @@ def test_the_start_check_uses_the_cache_and_runs_no_polars_query(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "ok.csv").write_text("id,v\n1,a\n")
+    aged(tmp_path / "ok.csv")  # the probe's process keeps the rule on files just modified
     routes = (parse_route({"path": "/w", "table": "ok", "where": {"id": "abc"}}),)
     options = ApiOptions(data=(tmp_path,), route=routes)
     expected = ["/w: where 'abc' is not an integer (column 'id')"]
@@ -134,6 +145,7 @@ def test_the_process_that_forks_the_workers_starts_no_polars_threads(tmp_path: P
     """Polars' threads do not survive a fork: the check from the cache makes tables with no rows,
     which must not start them (a worker forked after that would hang on its first query)."""
     (tmp_path / "ok.csv").write_text("id,v,d\n1,a,2024-01-01\n")
+    aged(tmp_path / "ok.csv")
     script = f"""
 import os
 from pathlib import Path
@@ -212,9 +224,110 @@ def test_entries_of_another_format_are_pruned(tmp_path: Path, own_cache: Path) -
     path.write_text("id\n1\n")
     load_table("t", path)
     [meta] = own_cache.glob("*.json")
-    old = own_cache / "0123.json"
+    old = own_cache / ("0123" * 8 + ".json")
     old.write_text(meta.read_text().replace(f'"format": {cache.FORMAT}', '"format": 2'))
-    (own_cache / "0123.arrow").write_bytes(b"old")
     (tmp_path / "u.csv").write_text("id\n1\n")
     load_table("u", tmp_path / "u.csv")
-    assert not old.exists() and not (own_cache / "0123.arrow").exists()
+    assert not old.exists()
+    assert len(entries(own_cache)) == 4
+
+
+def test_a_file_just_modified_is_not_kept(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a file system whose times are coarse (FAT: 2 s), a rewrite of the same size within the
+    tick keeps the stamp: a file modified an instant before it is read is parsed next time too."""
+    monkeypatch.setattr(cache, "RACY_SECONDS", 2.0)
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n")
+    load_table("t", path)
+    assert entries(own_cache) == []
+    aged(path)
+    load_table("t", path)
+    assert entries(own_cache) == [".json", ".parquet"]
+
+
+def test_damaged_or_foreign_entries_are_misses(tmp_path: Path, own_cache: Path) -> None:
+    path = tmp_path / "t.csv"
+    path.write_text("id,v\n1,10\n2,20\n")
+    load_table("t", path)
+    [meta] = own_cache.glob("*.json")
+    [rows] = own_cache.glob("*.parquet")
+    good = rows.read_bytes()
+    # A flipped byte of the same size: the hash tells (Parquet is written without checksums).
+    rows.write_bytes(good[:40] + bytes([good[40] ^ 1]) + good[41:])
+    assert load_table("t", path).frame["v"].to_list() == [10, 20]
+    for shape in ("[]", "null", '{"format": 4}', "{"):
+        meta.write_text(shape)
+        assert cache.lookup(path, key=None, types=None, strict=False) is None
+        assert load_table("t", path).frame["v"].to_list() == [10, 20]
+
+
+def test_only_what_comptoir_wrote_is_ever_removed(tmp_path: Path, own_cache: Path) -> None:
+    own_cache.mkdir(parents=True, mode=0o700)
+    theirs = ["notes.tmp", "sales.json", "sales.parquet", "schema.json"]
+    for name in theirs:
+        (own_cache / name).write_text("[]")
+        old = time.time_ns() - 7200 * 10**9
+        os.utime(own_cache / name, ns=(old, old))
+    path = tmp_path / "t.csv"
+    path.write_text("id\n1\n")
+    load_table("t", path)
+    assert all((own_cache / name).exists() for name in theirs)
+
+
+def test_a_link_or_a_folder_others_can_replace_is_not_used(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "tables").symlink_to(elsewhere)
+    assert not cache._trusted(shared / "tables")
+    open_parent = tmp_path / "open"
+    (open_parent / "tables").mkdir(parents=True, mode=0o700)
+    open_parent.chmod(0o777)
+    assert not cache._trusted(open_parent / "tables")
+    open_parent.chmod(0o1777)  # sticky, as /tmp: others cannot replace what is ours
+    assert cache._trusted(open_parent / "tables")
+
+
+def test_no_home_is_no_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMPTOIR_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def nowhere() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", nowhere)
+    path = tmp_path / "t.csv"
+    path.write_text("id\n1\n")
+    assert cache.folder() is None
+    assert load_table("t", path).frame["id"].to_list() == [1]
+
+
+def test_a_cache_that_cannot_be_written_stops_nothing(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import polars as pl
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise pl.exceptions.ComputeError("parquet: No space left on device")
+
+    monkeypatch.setattr(pl.DataFrame, "write_parquet", full)
+    path = tmp_path / "t.csv"
+    path.write_text("id\n1\n")
+    assert load_table("t", path).frame["id"].to_list() == [1]
+    assert list(own_cache.iterdir()) == []  # no temporary file left
+
+
+def test_many_tables_in_one_start_all_hit_the_next_time(
+    tmp_path: Path, own_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache, "KEEP_ENTRIES", 3)
+    paths = []
+    for i in range(5):
+        paths.append(tmp_path / f"t{i}.csv")
+        paths[-1].write_text("id\n1\n")
+    for path in paths:
+        load_table(path.stem, path)
+    assert all(cache.lookup(p, key=None, types=None, strict=False) for p in paths)

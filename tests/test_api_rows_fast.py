@@ -215,3 +215,42 @@ def test_rows_written_as_json_are_the_general_paths_bytes(folder: Path) -> None:
     table = site.tables["people"]
     for at in range(table.frame.height):
         assert table.json_row(at) == dumps(row_object(table.frame.row(at, named=True)))
+
+
+async def test_a_site_mounted_under_the_rows_keeps_its_paths(folder: Path) -> None:
+    from comptoir.sites.echo import EchoOptions
+
+    sites = (
+        SiteConfig(kind="api", options=ApiOptions(data=(folder,), type=TYPES), name="data"),
+        SiteConfig(kind="echo", options=EchoOptions(), name="tools", path="/api/people/2"),
+    )
+    config = Config(server=ServerOptions(quiet=True), sites=sites)
+    fast = build_app(config, log_write=lambda line: None)
+    full = build_app(config, fast_path=False, log_write=lambda line: None)
+    await ask(fast, scope(b"/api/people/1"))
+    for path in (b"/api/people/2", b"/api/people/3"):
+        assert await ask(fast, scope(path)) == await ask(full, scope(path))
+    assert (await ask(fast, scope(b"/api/people/2")))[0] != 200
+
+
+def test_what_orjson_refuses_is_still_written() -> None:
+    """An integer past 64 bits, a lone surrogate, a type orjson does not know: written by the json
+    module instead (never a 500), dates and non-finite floats spelled as everywhere else."""
+    import datetime as dt
+    import decimal
+    import json
+
+    body = dumps(
+        {
+            "big": 2**70,
+            "deep": [math.nan, dt.date(2020, 1, 2), {"when": dt.datetime(2020, 1, 2, 3, 4)}],
+            "name": "x\ud800",
+            "amount": decimal.Decimal("1.5"),
+        }
+    )
+    assert json.loads(body) == {
+        "big": 2**70,
+        "deep": [None, "2020-01-02", {"when": "2020-01-02T03:04:00"}],
+        "name": "x\ud800",
+        "amount": "1.5",
+    }

@@ -302,6 +302,7 @@ def build_app(
     # A password makes every answer depend on the request's cookie or Authorization: no answer
     # is the same for everyone then, so none is kept.
     monotonic = (clock or SystemClock()).monotonic
-    fast = FastPath(monotonic) if fast_path and not config.server.password_hash else None
+    mounts = tuple(route.path for route in routes)
+    fast = FastPath(monotonic, mounts) if fast_path and not config.server.password_hash else None
     limited = client_limits(HostRouter(routes), config.server)
     return WorkerApp(limited, hooks, access_log=access_log, fast_path=fast)

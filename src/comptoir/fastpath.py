@@ -88,8 +88,13 @@ class FastPath:
     """Kept answers by (Host, raw path, query), computed ones by (Host, raw path); the answering
     from them."""
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, mounts: tuple[str, ...] = ()
+    ) -> None:
         self.clock = clock
+        # The sites' mount paths, spelled as raw paths are: an offer `under` a path is not kept
+        # where a site is mounted below it (that site answers those paths, not the offer's).
+        self.mounts = tuple(m.encode("utf-8", "surrogateescape") for m in mounts if m != "/")
         self.entries: dict[Key, Entry] = {}
         self.computed: dict[tuple[bytes, bytes], ComputedEntry] = {}
         # Offers `under` a path: by host and the path up to its last `/`, included.
@@ -186,12 +191,16 @@ class FastPath:
             return  # framed otherwise (chunked): not what the fast path sends
         etag_at = next((i for i, h in enumerate(headers) if h[0] == b"etag"), None)
         entry = ComputedEntry(tuple(headers), length_at, offer.answer, etag_at)
+        raw = key[1]
+        if offer.under:
+            raw = raw[: raw.rfind(b"/") + 1]
+            if any(m.startswith(raw) for m in self.mounts):
+                return
         kept = self.computed_under if offer.under else self.computed
         if len(self.entries) + len(self.computed) + len(self.computed_under) >= MAX_ENTRIES:
             # Few paths compute their answers; spellings of a host are what could fill this.
             kept.clear()
-        raw = key[1]
-        kept[(key[0], raw[: raw.rfind(b"/") + 1] if offer.under else raw)] = entry
+        kept[(key[0], raw)] = entry
 
     def _drop_expired(self) -> None:
         now = self.clock()

@@ -195,15 +195,17 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
 def _cached_tables(options: ApiOptions) -> dict[str, Table] | None:
     """Every table with its columns and no rows, from the cache; None unless all are there."""
     from comptoir.sites.api import cache
-    from comptoir.sites.api.tables import schema_table
+    from comptoir.sites.api.tables import TYPES, schema_exact, schema_table
 
     tables: dict[str, Table] = {}
     keys = options.keys()
     types = options.column_types()
     for name, path in options.table_sources():
         entry = cache.lookup(path, key=keys.get(name), types=types.get(name), strict=options.strict)
-        if entry is None:
+        if entry is None or not set(entry.columns.values()) <= set(TYPES):
             return None
+        if not schema_exact(entry):
+            return None  # types the check could not make as they are: the file is read
         tables[name] = schema_table(name, path, entry)
     return tables
 

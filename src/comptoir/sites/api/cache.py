@@ -10,9 +10,12 @@ Polars touching a row in the process the workers are forked from (docs/decisions
 
 An entry is one data file read with one set of options (`--id`, `--type`, `--strict`): its name is
 a hash of them and of the file's real path, so a file's next version replaces its last. It stands
-for the file while the file's size, modification and change times and inode are the ones it
-recorded; anything else (a file edited, a different Polars, an entry half written or unreadable)
-is a miss, and the file is parsed as if there were no cache. The cache is in `$XDG_CACHE_HOME`
+for the file while the file's device, inode, size, modification and change times are the ones it
+recorded, and its rows file is the one it names, with the hash it recorded; anything else (a
+file edited, a different Polars, an entry half written, damaged or of another shape) is a miss,
+and the file is parsed as if there were no cache. A file modified less than two seconds before
+it was read is not kept: on a file system whose times are that coarse (FAT), a rewrite of the
+same size within the tick would keep its stamp. The cache is in `$XDG_CACHE_HOME`
 (else `~/.cache`), or `$COMPTOIR_CACHE_DIR`; where it cannot be written, nothing is kept and
 nothing fails.
 """
@@ -23,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -34,10 +38,22 @@ if TYPE_CHECKING:
     from comptoir.sites.api.tables import Table
 
 # Bumped when what an entry holds changes: older entries are then misses.
-FORMAT = 3
-# Entries not used for this long, or beyond this many, are removed when one is written.
+FORMAT = 4
+# Entries not used for this long are removed when one is written; beyond KEEP_ENTRIES, the least
+# lately used go first, but never one used within RECENT_SECONDS (a start reading more tables
+# than KEEP_ENTRIES would otherwise evict each entry before its next use).
 KEEP_SECONDS = 30 * 24 * 3600
 KEEP_ENTRIES = 64
+RECENT_SECONDS = 24 * 3600
+# A file modified this recently may change again within its file system's time resolution.
+RACY_SECONDS = 2.0
+# The names comptoir gives what it keeps: nothing else in the folder is ever touched.
+_ENTRY = re.compile(r"[0-9a-f]{32}\.json")
+_ROWS = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.parquet")
+_TEMPORARY = "comptoir-"
+_META_KEYS = {"format": int, "path": str, "stamp": list, "rows": str, "rows_bytes": int}
+_META_KEYS |= {"rows_hash": str, "key": str, "columns": dict, "dtypes": dict, "source": dict}
+_META_KEYS |= {"problems": list, "skipped": int}
 
 
 @dataclass(frozen=True)
@@ -53,28 +69,52 @@ class Entry:
         columns: dict[str, str] = self.meta["columns"]
         return columns
 
+    def read_rows(self) -> bytes:
+        """The rows file's bytes, checked against the hash recorded (ValueError if not theirs:
+        damaged on disk, or another store's)."""
+        data = self.rows.read_bytes()
+        if _digest(data) != self.meta["rows_hash"]:
+            raise ValueError("the rows file is not the one recorded")
+        return data
 
-def folder() -> Path:
+
+def folder() -> Path | None:
     """Where entries are kept: `$COMPTOIR_CACHE_DIR/tables`, else under `$XDG_CACHE_HOME` (else
-    `~/.cache`) in `comptoir/tables`."""
+    `~/.cache`) in `comptoir/tables`; None when there is no such place (no home)."""
     own = os.environ.get("COMPTOIR_CACHE_DIR")
     if own:
         return Path(own) / "tables"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except RuntimeError:
+            return None  # no HOME, and a user the password database does not know
     return Path(base) / "comptoir" / "tables"
 
 
 def _trusted(base: Path) -> bool:
-    """Whether the folder is this user's alone: rows read from a folder others can write to
-    (a `$COMPTOIR_CACHE_DIR` in /tmp) could be anyone's."""
-    st = os.stat(base)
-    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+    """Whether the folder is this user's alone: a real folder (not a link to elsewhere), owned
+    by this user, that nobody else can write to, in a folder where nobody else can replace it
+    (others may write to the parent only if it is sticky, as /tmp is). Rows read from a folder
+    others can write to could be anyone's."""
+    st = os.lstat(base)
+    if not os.path.isdir(base) or os.path.islink(base):
+        return False
+    if st.st_uid != os.getuid() or st.st_mode & 0o022:
+        return False
+    parent = os.stat(base.parent)
+    return not parent.st_mode & 0o022 or bool(parent.st_mode & 0o1000)
 
 
 def stamp(path: Path) -> list[int]:
     """What tells that a file is the one an entry was made from."""
     st = os.stat(path)
-    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def _name(path: Path, key: str | None, types: Mapping[str, str] | None, strict: bool) -> str:
@@ -84,22 +124,37 @@ def _name(path: Path, key: str | None, types: Mapping[str, str] | None, strict: 
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
 
 
+def _meta(text: str) -> dict[str, Any] | None:
+    """An entry's JSON, if it has the shape this comptoir writes."""
+    meta = json.loads(text)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        return None
+    for key, kind in _META_KEYS.items():
+        if not isinstance(meta.get(key), kind):
+            return None
+    if not _ROWS.fullmatch(meta["rows"]):
+        return None
+    return meta
+
+
 def lookup(
     path: Path, *, key: str | None, types: Mapping[str, str] | None, strict: bool
 ) -> Entry | None:
     """The entry standing for `path` read with these options, or None."""
     try:
-        name = _name(path, key, types, strict)
         base = folder()
-        if not _trusted(base):
+        if base is None or not _trusted(base):
             return None
-        meta = json.loads((base / f"{name}.json").read_text("utf-8"))
-        rows = base / f"{name}.parquet"
-        if meta.get("stamp") != stamp(path) or rows.stat().st_size != meta.get("rows_bytes"):
+        name = _name(path, key, types, strict)
+        meta = _meta((base / f"{name}.json").read_text("utf-8"))
+        if meta is None or meta["stamp"] != stamp(path):
+            return None
+        rows = base / meta["rows"]
+        if rows.stat().st_size != meta["rows_bytes"]:
             return None
         with contextlib.suppress(OSError):
             os.utime(base / f"{name}.json")  # its last use, for pruning
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, RuntimeError):
         return None
     return Entry(rows, meta)
 
@@ -112,80 +167,125 @@ def store(
     types: Mapping[str, str] | None,
     strict: bool,
 ) -> None:
-    """Keep `table` as read from a file whose `stamp` was `read` (best effort: an error keeps
-    nothing)."""
-    from comptoir.sites.api.query import type_name
-
+    """Keep `table` as read from a file whose `stamp` was `read` (best effort: whatever fails,
+    nothing is kept and nothing is left behind)."""
+    if time.time() - read[1] / 1e9 < RACY_SECONDS:
+        return  # modified just before it was read: see the module's docstring
     written: list[str] = []
     try:
-        name = _name(table.path, key, types, strict)
-        base = folder()
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
-        if not _trusted(base):
-            return
-        # Written under temporary names and renamed, the JSON last (it names the rows' file
-        # size): a reader finds a whole entry or a miss.
-        with tempfile.NamedTemporaryFile(dir=base, suffix=".tmp", delete=False) as out:
-            written.append(out.name)
-            # One row group: read back, each column is one chunk, as a parsed CSV's (rows by
-            # key are 2x slower in a chunked column). Compressed: 20 MB for 92 MB of CSV, and
-            # decompressed straight into the frame (docs/decisions.md has the figures).
-            table.frame.write_parquet(
-                out,
-                compression="zstd",
-                statistics=False,
-                row_group_size=max(table.frame.height, 1),
-            )
-        rows = base / f"{name}.parquet"
-        os.replace(out.name, rows)
-        meta = {
-            "format": FORMAT,
-            "path": str(table.path.resolve()),
-            "stamp": read,
-            "rows_bytes": rows.stat().st_size,
-            "key": table.key,
-            "columns": {c: type_name(t) for c, t in table.frame.schema.items()},
-            "source": vars(table.source),
-            "problems": [[p.line, p.message] for p in table.problems],
-            "skipped": table.skipped,
-        }
-        with tempfile.NamedTemporaryFile(
-            "w", dir=base, suffix=".tmp", delete=False, encoding="utf-8"
-        ) as text:
-            written.append(text.name)
-            json.dump(meta, text)
-        os.replace(text.name, base / f"{name}.json")
-        _prune(base)
-    except OSError:
-        # A cache that cannot be written is no cache: the next start parses the file again.
+        _store(table, read, key, types, strict, written)
+    except Exception:
+        # A full disk, a file size limit, a folder that cannot be made: Polars reports some as
+        # its own errors, not OSError. A cache that cannot be written is no cache.
         for leftover in written:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(leftover)
 
 
+def _store(
+    table: Table,
+    read: list[int],
+    key: str | None,
+    types: Mapping[str, str] | None,
+    strict: bool,
+    written: list[str],
+) -> None:
+    from comptoir.sites.api.query import type_name
+
+    base = folder()
+    if base is None:
+        return
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if not _trusted(base):
+        return
+    name = _name(table.path, key, types, strict)
+    # The rows under a name of their own (a store of another version of the file, racing this
+    # one, cannot mix its rows file with this one's JSON), then the JSON naming them, each
+    # written under a temporary name, flushed and renamed: a reader finds a whole entry or a
+    # miss.
+    with tempfile.NamedTemporaryFile(dir=base, prefix=_TEMPORARY, delete=False) as out:
+        written.append(out.name)
+        # One row group: read back, each column is one chunk, as a parsed CSV's (rows by key
+        # are 2x slower in a chunked column). Compressed: 20 MB for 92 MB of CSV, and
+        # decompressed straight into the frame (docs/decisions.md has the figures).
+        table.frame.write_parquet(
+            out, compression="zstd", statistics=False, row_group_size=max(table.frame.height, 1)
+        )
+        out.flush()
+        os.fsync(out.fileno())
+    data = Path(out.name).read_bytes()
+    rows = f"{name}-{os.urandom(8).hex()}.parquet"
+    os.replace(out.name, base / rows)
+    written[0] = str(base / rows)
+    meta = {
+        "format": FORMAT,
+        "path": str(table.path.resolve()),
+        "stamp": read,
+        "rows": rows,
+        "rows_bytes": len(data),
+        "rows_hash": _digest(data),
+        "key": table.key,
+        "columns": {c: type_name(t) for c, t in table.frame.schema.items()},
+        "dtypes": {c: str(t) for c, t in table.frame.schema.items()},
+        "source": vars(table.source),
+        "problems": [[p.line, p.message] for p in table.problems],
+        "skipped": table.skipped,
+    }
+    with tempfile.NamedTemporaryFile(
+        "w", dir=base, prefix=_TEMPORARY, delete=False, encoding="utf-8"
+    ) as text:
+        written.append(text.name)
+        json.dump(meta, text)
+        text.flush()
+        os.fsync(text.fileno())
+    entry = base / f"{name}.json"
+    previous = None
+    with contextlib.suppress(OSError, ValueError):
+        previous = _meta(entry.read_text("utf-8"))
+    os.replace(text.name, entry)
+    written.clear()  # the entry is whole: nothing to take back
+    if previous is not None and previous["rows"] != rows:
+        # The last version's rows (a reader that found the old JSON misses, and parses).
+        with contextlib.suppress(OSError):
+            (base / previous["rows"]).unlink()
+    _prune(base)
+
+
 def _prune(base: Path) -> None:
-    """Entries of files gone, unused for KEEP_SECONDS, of another format, or beyond
-    KEEP_ENTRIES, removed (a hit touches its JSON: its modification time is its last use)."""
+    """Entries of files gone, unused for KEEP_SECONDS, of another shape, or beyond KEEP_ENTRIES
+    (the least lately used, but not used within RECENT_SECONDS), removed, with rows files no
+    entry names (a hit touches its JSON: its modification time is its last use). Only names
+    comptoir gives are touched."""
     now = time.time()
-    entries = []
-    for meta in base.glob("*.json"):
+    entries: list[tuple[bool, float, Path, str]] = []
+    for meta_path in base.iterdir():
+        if not _ENTRY.fullmatch(meta_path.name):
+            continue
         try:
-            used = meta.stat().st_mtime
-            found = json.loads(meta.read_text("utf-8"))
+            used = meta_path.stat().st_mtime
+            meta = _meta(meta_path.read_text("utf-8"))
         except (OSError, ValueError):
             continue
-        source = found.get("path", "")
-        stale = not source or not os.path.exists(source) or now - used > KEEP_SECONDS
-        stale = stale or found.get("format") != FORMAT  # an older comptoir's
-        entries.append((stale, -used, meta))
+        source = meta["path"] if meta is not None else ""
+        stale = meta is None or not os.path.exists(source) or now - used > KEEP_SECONDS
+        rows = meta["rows"] if meta is not None else ""
+        entries.append((stale, -used, meta_path, rows))
     entries.sort()
-    kept = [meta for stale, _, meta in entries if not stale]
-    for meta in [m for stale, _, m in entries if stale] + kept[KEEP_ENTRIES:]:
-        for path in (meta, meta.with_suffix(".parquet"), meta.with_suffix(".arrow")):
-            with contextlib.suppress(OSError):
-                path.unlink()
-    # Temporary files of a writer that died: an hour is far longer than any write takes.
-    for tmp in base.glob("*.tmp"):
+    kept = [(-minus_used, m, rows) for stale, minus_used, m, rows in entries if not stale]
+    doomed = {m for stale, _, m, _ in entries if stale}
+    doomed |= {m for used, m, _ in kept[KEEP_ENTRIES:] if now - used > RECENT_SECONDS}
+    named = {rows for _, m, rows in kept if m not in doomed}
+    for _, _, meta_path, rows in entries:
+        if meta_path in doomed:
+            for path in (meta_path, base / rows) if rows else (meta_path,):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+    for path in base.iterdir():
         with contextlib.suppress(OSError):
-            if now - tmp.stat().st_mtime > 3600:
-                tmp.unlink()
+            age = now - path.stat().st_mtime
+            orphan = _ROWS.fullmatch(path.name) and path.name not in named
+            # Rows no entry names go at once (a store of the same entry renames its rows an
+            # instant before its JSON: a file that new is left to it); temporary files after an
+            # hour, far longer than any store takes.
+            if (orphan and age > 60) or (path.name.startswith(_TEMPORARY) and age > 3600):
+                path.unlink()

@@ -27,7 +27,7 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def jsonable(value: Any) -> Any:
     """A value of a row as JSON shows it."""
-    if isinstance(value, dt.datetime | dt.date):
+    if isinstance(value, dt.datetime | dt.date | dt.time):
         return value.isoformat()
     if isinstance(value, float) and not math.isfinite(value):
         return None
@@ -46,10 +46,22 @@ def dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, option=orjson.OPT_APPEND_NEWLINE)
     except TypeError:
-        # What orjson does not write (an integer past 64 bits, nesting past 254 levels).
+        # What orjson does not write: an integer past 64 bits, a lone surrogate, a type it does
+        # not know (a Parquet file's decimals, durations, bytes), nesting past 254 levels. The
+        # json module writes those, escaped to ASCII (a lone surrogate is no UTF-8), with what
+        # it has no spelling for as text.
         return (
-            json.dumps(obj, ensure_ascii=False, separators=(",", ":"), allow_nan=False) + "\n"
+            json.dumps(_plain(obj), separators=(",", ":"), allow_nan=False, default=str) + "\n"
         ).encode()
+
+
+def _plain(value: Any) -> Any:
+    """`value` with dates as text and non-finite floats as null, however deep (for json)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return jsonable(value) if isinstance(value, dt.date | dt.time | float) else value
 
 
 def texts(frame: pl.DataFrame, *, csv: bool) -> pl.DataFrame:

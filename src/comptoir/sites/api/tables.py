@@ -248,7 +248,7 @@ def _from_cache(name: str, path: Path, entry: cache.Entry) -> Table | None:
     """The table an entry holds, or None when it cannot be read (then the file is parsed)."""
     meta = entry.meta
     try:
-        frame = pl.read_parquet(entry.rows)
+        frame = pl.read_parquet(io.BytesIO(entry.read_rows()))
         if frame.columns != list(entry.columns):
             return None
         source = Source(**meta["source"])
@@ -259,6 +259,11 @@ def _from_cache(name: str, path: Path, entry: cache.Entry) -> Table | None:
         return Table(name, path, frame, key, (size, mtime), problems, meta["skipped"], source)
     except (pl.exceptions.PolarsError, OSError, KeyError, TypeError, ValueError):
         return None
+    except BaseException as exc:
+        # Polars' Rust panics (a damaged file) come as pyo3's PanicException, a BaseException.
+        if type(exc).__name__ != "PanicException":
+            raise
+        return None
 
 
 def schema_table(name: str, path: Path, entry: cache.Entry) -> Table:
@@ -267,6 +272,13 @@ def schema_table(name: str, path: Path, entry: cache.Entry) -> Table:
     a Polars query: docs/decisions.md)."""
     frame = pl.DataFrame(schema={c: TYPES[t] for c, t in entry.columns.items()})
     return Table(name, path, frame, entry.meta["key"])
+
+
+def schema_exact(entry: cache.Entry) -> bool:
+    """Whether `schema_table` makes the entry's columns with their very types (a Parquet file's
+    UInt8 column is an `integer` too, but checks against its range differ)."""
+    dtypes = entry.meta["dtypes"]
+    return all(dtypes.get(c) == str(TYPES[t]) for c, t in entry.columns.items())
 
 
 def _parse(
