@@ -331,3 +331,16 @@ def test_many_tables_in_one_start_all_hit_the_next_time(
     for path in paths:
         load_table(path.stem, path)
     assert all(cache.lookup(p, key=None, types=None, strict=False) for p in paths)
+
+
+def test_the_check_says_the_same_with_the_cache_or_without(tmp_path: Path) -> None:
+    """A Parquet file's UInt8 column is an integer column to the cache's type names; the check
+    from the cache would take 300 for one of its values: it reads the file instead."""
+    data = tmp_path / "levels.parquet"
+    pl.DataFrame({"id": [1, 2], "level": pl.Series([1, 2], dtype=pl.UInt8)}).write_parquet(data)
+    aged(data)
+    routes = (parse_route({"path": "/l", "table": "levels", "where": {"level": "300"}}),)
+    options = ApiOptions(data=(data,), route=routes)
+    first = [str(p) for p in validate(options, ServerOptions())]
+    assert first == ["/l: where '300' is out of range for column 'level'"]
+    assert [str(p) for p in validate(options, ServerOptions())] == first
