@@ -230,6 +230,11 @@ def test_entries_of_another_format_are_pruned(tmp_path: Path, own_cache: Path) -
     load_table("u", tmp_path / "u.csv")
     assert not old.exists()
     assert len(entries(own_cache)) == 4
+    legacy = own_cache / ("4567" * 8 + ".arrow")  # an earlier format's rows, a minute old
+    legacy.write_bytes(b"old")
+    os.utime(legacy, ns=(time.time_ns() - 61 * 10**9,) * 2)
+    load_table("u", tmp_path / "u.csv", types={"id": "integer"})  # another entry: a store
+    assert not legacy.exists()
 
 
 def test_a_file_just_modified_is_not_kept(

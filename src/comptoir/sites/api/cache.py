@@ -50,6 +50,8 @@ RACY_SECONDS = 2.0
 # The names comptoir gives what it keeps: nothing else in the folder is ever touched.
 _ENTRY = re.compile(r"[0-9a-f]{32}\.json")
 _ROWS = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.parquet")
+# Rows files of earlier formats (one per entry, named as its JSON).
+_LEGACY = re.compile(r"[0-9a-f]{32}\.(arrow|parquet)")
 _TEMPORARY = "comptoir-"
 _META_KEYS = {"format": int, "path": str, "stamp": list, "rows": str, "rows_bytes": int}
 _META_KEYS |= {"rows_hash": str, "key": str, "columns": dict, "dtypes": dict, "source": dict}
@@ -283,7 +285,8 @@ def _prune(base: Path) -> None:
     for path in base.iterdir():
         with contextlib.suppress(OSError):
             age = now - path.stat().st_mtime
-            orphan = _ROWS.fullmatch(path.name) and path.name not in named
+            orphan = bool(_ROWS.fullmatch(path.name)) and path.name not in named
+            orphan = orphan or bool(_LEGACY.fullmatch(path.name))
             # Rows no entry names go at once (a store of the same entry renames its rows an
             # instant before its JSON: a file that new is left to it); temporary files after an
             # hour, far longer than any store takes.
