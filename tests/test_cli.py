@@ -318,3 +318,18 @@ def test_granian_is_given_the_resolved_loop(
         sock.bind(("127.0.0.1", 0))
         _run_granian(config, sock, WorkerSetup("", tmp_path, {}))
     assert str(given["loop"]) == loop
+
+
+def test_every_kind_is_also_a_command_of_its_name() -> None:
+    from click.testing import CliRunner
+
+    from comptoir.sites import KINDS
+
+    for name, kind in KINDS.items():
+        assert cli.commands[name].params == cli.commands[kind.command].params or (
+            [p.name for p in cli.commands[name].params]
+            == [p.name for p in cli.commands[kind.command].params]
+        )
+    listed = CliRunner().invoke(cli, ["--help"]).output
+    assert "serve" in listed and "  static" not in listed  # the alias stays out of the list
+    assert "Usage: cli static" in CliRunner().invoke(cli, ["static", "--help"]).output

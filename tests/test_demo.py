@@ -88,7 +88,7 @@ def test_the_demo_module_names_every_kind_it_serves() -> None:
     from comptoir.sites import KINDS
 
     doc = comptoir.demo.__doc__ or ""
-    listed = dict(re.findall(r"^- kind `(\w+)`: (.*);?$", doc, re.M))
+    listed = dict(re.findall(r"^- `kind = \"(\w+)\"`: (.*);?$", doc, re.M))
     assert list(listed) == list(KINDS)
     for name, kind in KINDS.items():
         for site in kind.demo:

@@ -177,6 +177,12 @@ def _kind_command(kind: AnyKind) -> click.Command:
 
 for _kind in KINDS.values():
     cli.add_command(_kind_command(_kind))
+    if _kind.command != _kind.name:
+        # Every kind is also a command of its own name (`comptoir static DIR` is `comptoir
+        # serve DIR`, as a sites.toml's `kind = "static"` is), left out of the list of commands.
+        _alias = _kind_command(_kind)
+        _alias.hidden = True
+        cli.add_command(_alias, _kind.name)
 
 
 SITES_FILE = click.argument(

@@ -7,11 +7,11 @@ gives. A new kind appears here by registering: nothing in this package's code na
 the static site that serves the home page. Today the tour is (tests/test_demo.py keeps this list
 equal to the registry's):
 
-- kind `static`: `www` (the home page) and `files` (a folder listing);
-- kind `share`: `share` (a share link);
-- kind `receive`: `drop` (an upload page);
-- kind `echo`: `echo` (the httpbin-compatible echo);
-- kind `api`: `api` (CSV files as a JSON API, with the course's routes).
+- `kind = "static"`: `www` (the home page) and `files` (a folder listing);
+- `kind = "share"`: `share` (a share link);
+- `kind = "receive"`: `drop` (an upload page);
+- `kind = "echo"`: `echo` (the httpbin-compatible echo);
+- `kind = "api"`: `api` (CSV files as a JSON API, with the course's routes).
 
 The home page is rendered when the demo starts (www/index.html is a template; the other files of
 www/ are copied beside it) into the run's temporary folder, which is removed at exit. It is also
