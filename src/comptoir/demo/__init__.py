@@ -11,7 +11,8 @@ equal to the registry's):
 - `kind = "share"`: `share` (a share link);
 - `kind = "receive"`: `drop` (an upload page);
 - `kind = "echo"`: `echo` (the httpbin-compatible echo);
-- `kind = "api"`: `api` (CSV files as a JSON API, with the course's routes).
+- `kind = "api"`: `api` (CSV files as a JSON API, with the course's routes);
+- `kind = "chat"`: `chat` (a chat over WebSocket, with rooms, history and an HTTP API).
 
 The home page is rendered when the demo starts (www/index.html is a template; the other files of
 www/ are copied beside it) into the run's temporary folder, which is removed at exit. It is also

@@ -32,9 +32,16 @@ __all__ = [
 
 
 def _registry() -> dict[str, AnyKind]:
-    from comptoir.sites import api, echo, receive, share, static
+    from comptoir.sites import api, chat, echo, receive, share, static
 
-    kinds: list[AnyKind] = [static.KIND, share.KIND, receive.KIND, echo.KIND, api.KIND]
+    kinds: list[AnyKind] = [
+        static.KIND,
+        share.KIND,
+        receive.KIND,
+        echo.KIND,
+        api.KIND,
+        chat.KIND,
+    ]
     return {k.name: k for k in kinds}
 
 

@@ -1,0 +1,262 @@
+"""The chat's one source of truth: nicknames, presence, rooms, and the order of messages.
+
+`ChatCore` runs in one place only — the hub in the main process (hub.py), or the worker itself
+when there is no hub (tests, `LocalBroker`) — so that "is this nickname taken?", "who is in
+#general?" and "which id comes next?" each have one answer. Every event it makes goes to every
+subscriber (a worker, the TCP service) in the order of its ids; subscribers pick the
+connections it concerns. A subscriber that goes away takes its nicknames and presence with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from comptoir.sites.chat.history import Event, History
+from comptoir.sites.chat.text import DEFAULT_ROOM, nick_key
+
+if TYPE_CHECKING:
+    from comptoir.sites.chat import ChatOptions
+
+# Rooms one site may have at once (in history or with members): a client creating rooms in a
+# loop meets this, not the memory's end.
+MAX_ROOMS = 1000
+
+
+class ChatError(Exception):
+    """A request the chat refuses: a short code for programs and a sentence for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Member:
+    """A nickname held by a connection of one subscriber."""
+
+    nick: str
+    subscriber: int
+    client: str
+    rooms: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How many connections the chat holds: in all, and from one address."""
+
+    max_connections: int = 10_000
+    max_per_ip: int = 50
+
+
+Deliver = Callable[[Event], None]
+
+
+class ChatCore:
+    """Nicknames, presence, rooms and history, for every subscriber (see the module)."""
+
+    def __init__(
+        self,
+        history: History,
+        *,
+        rooms: tuple[str, ...] = (DEFAULT_ROOM,),
+        fixed_rooms: bool = False,
+        limits: Limits = Limits(),
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.history = history
+        self.fixed = fixed_rooms
+        self.declared = tuple(dict.fromkeys(rooms))
+        self.limits = limits
+        self.now = now
+        self.subscribers: dict[int, Deliver] = {}
+        self.members: dict[str, Member] = {}  # nick_key → member
+        self.presence: dict[str, dict[str, str]] = {r: {} for r in self.declared}
+        self.per_client: dict[str, int] = {}
+        self.known_rooms: set[str] = set(self.declared) | set(history.rooms())
+        self._ids = itertools.count(1)
+        self._guests = itertools.count(1)
+
+    # Subscribers --------------------------------------------------------------------------
+
+    def subscribe(self, deliver: Deliver) -> int:
+        """Receive every event from now on; the subscriber's number."""
+        sub = next(self._ids)
+        self.subscribers[sub] = deliver
+        return sub
+
+    def unsubscribe(self, sub: int) -> None:
+        """A subscriber gone: its nicknames leave their rooms."""
+        self.subscribers.pop(sub, None)
+        for member in [m for m in self.members.values() if m.subscriber == sub]:
+            self.disconnect(member.nick)
+
+    def _emit(self, event: Event) -> None:
+        for deliver in list(self.subscribers.values()):
+            deliver(event)
+
+    def _ts(self) -> int:
+        return int(self.now() * 1000)
+
+    # Connections and nicknames ----------------------------------------------------------
+
+    def connect(self, sub: int, client: str) -> str:
+        """A new connection from `client`: its guest nickname, or ChatError (limits)."""
+        if len(self.members) >= self.limits.max_connections:
+            raise ChatError("server_full", "too many connections, try again later")
+        if self.per_client.get(client, 0) >= self.limits.max_per_ip:
+            raise ChatError("too_many_connections", "too many connections from your address")
+        while True:
+            nick = f"guest{next(self._guests)}"
+            if nick_key(nick) not in self.members:
+                break
+        self.members[nick_key(nick)] = Member(nick, sub, client)
+        self.per_client[client] = self.per_client.get(client, 0) + 1
+        return nick
+
+    def disconnect(self, nick: str) -> None:
+        """A connection gone: it leaves its rooms, its nickname is free again."""
+        member = self.members.pop(nick_key(nick), None)
+        if member is None:
+            return
+        left = self.per_client.get(member.client, 1) - 1
+        if left:
+            self.per_client[member.client] = left
+        else:
+            self.per_client.pop(member.client, None)
+        for room in sorted(member.rooms):
+            self._leave(member, room)
+
+    def _member(self, nick: str) -> Member:
+        member = self.members.get(nick_key(nick))
+        if member is None:
+            raise ChatError("not_connected", f"{nick} is not connected")
+        return member
+
+    def rename(self, nick: str, new: str) -> str:
+        """Take the nickname `new` (checked by text.check_nick); the nickname now held."""
+        member = self._member(nick)
+        if nick_key(new) != nick_key(nick) and nick_key(new) in self.members:
+            raise ChatError("nick_taken", f"the nickname {new} is taken")
+        del self.members[nick_key(nick)]
+        member.nick = new
+        self.members[nick_key(new)] = member
+        for room in member.rooms:
+            self.presence[room].pop(nick_key(nick), None)
+            self.presence[room][nick_key(new)] = new
+        self._emit(
+            {
+                "type": "nick",
+                "ts": self._ts(),
+                "from": nick,
+                "nick": new,
+                "rooms": sorted(member.rooms),
+            }
+        )
+        return new
+
+    def online(self, nick: str) -> bool:
+        """Whether a connection holds this nickname now."""
+        return nick_key(nick) in self.members
+
+    # Rooms ---------------------------------------------------------------------------------
+
+    def _room(self, room: str) -> None:
+        """Make sure `room` exists, creating it unless the rooms are fixed."""
+        if room in self.known_rooms:
+            return
+        if self.fixed:
+            raise ChatError("no_such_room", f"no room #{room} (rooms: {', '.join(self.declared)})")
+        if len(self.known_rooms) >= MAX_ROOMS:
+            raise ChatError("too_many_rooms", "this chat has as many rooms as it can hold")
+        self.known_rooms.add(room)
+
+    def join(self, nick: str, room: str) -> list[str]:
+        """`nick` enters `room` (a join event for the others); who is there now."""
+        member = self._member(nick)
+        self._room(room)
+        if room not in member.rooms:
+            member.rooms.add(room)
+            self.presence.setdefault(room, {})[nick_key(nick)] = member.nick
+            self._emit({"type": "join", "ts": self._ts(), "room": room, "from": member.nick})
+        return sorted(self.presence[room].values(), key=str.casefold)
+
+    def leave(self, nick: str, room: str) -> None:
+        """`nick` leaves `room` (a leave event)."""
+        member = self._member(nick)
+        if room in member.rooms:
+            self._leave(member, room)
+
+    def _leave(self, member: Member, room: str) -> None:
+        member.rooms.discard(room)
+        people = self.presence.get(room, {})
+        people.pop(nick_key(member.nick), None)
+        self._emit({"type": "leave", "ts": self._ts(), "room": room, "from": member.nick})
+
+    def who(self, room: str) -> list[str]:
+        """The nicknames in `room`."""
+        return sorted(self.presence.get(room, {}).values(), key=str.casefold)
+
+    def rooms(self) -> list[dict[str, Any]]:
+        """Every room: name, members, messages kept, last message id."""
+        kept = self.history.rooms()
+        names = sorted(self.known_rooms | set(kept))
+        return [
+            {
+                "name": r,
+                "members": len(self.presence.get(r, {})),
+                "messages": kept.get(r, (0, 0))[0],
+                "last_id": kept.get(r, (0, 0))[1],
+            }
+            for r in names
+        ]
+
+    def users(self) -> list[dict[str, Any]]:
+        """Every nickname connected now, with its rooms."""
+        return [
+            {"nick": m.nick, "rooms": sorted(m.rooms)}
+            for m in sorted(self.members.values(), key=lambda m: m.nick.casefold())
+        ]
+
+    # Messages ------------------------------------------------------------------------------
+
+    def post(self, nick: str, room: str, text: str) -> Event:
+        """A message to a room (stored, numbered, sent to everyone in it)."""
+        self._room(room)
+        event = self.history.append(room, nick, text)
+        self._emit(event)
+        return event
+
+    def direct(self, nick: str, to: str, text: str) -> Event:
+        """A direct message to the nickname `to`, who must be connected."""
+        target = self.members.get(nick_key(to))
+        if target is None:
+            raise ChatError("no_such_user", f"{to} is not connected")
+        event = self.history.append(None, nick, text, recipient=target.nick)
+        self._emit(event)
+        return event
+
+    def typing(self, nick: str, room: str) -> None:
+        """`nick` is typing in `room` (sent, not stored)."""
+        member = self._member(nick)
+        if room in member.rooms:
+            self._emit({"type": "typing", "ts": self._ts(), "room": room, "from": member.nick})
+
+
+def make_core(options: ChatOptions) -> ChatCore:
+    """The chat's core over its history file (in the hub, or in the only process)."""
+    from comptoir.sites.chat import history_path
+
+    history = History(
+        history_path(options), keep=options.keep, keep_for=options.keep_for, writer=True
+    )
+    return ChatCore(
+        history,
+        rooms=options.room_names(),
+        fixed_rooms=options.fixed_rooms,
+        limits=Limits(options.max_connections, options.max_per_ip),
+    )
