@@ -22,6 +22,7 @@ from comptoir.sites.chat import ChatOptions
 from tests.conftest import make_config
 
 PROTOCOL = ["comptoir.chat.v1"]
+pytestmark = pytest.mark.timeout(30)
 
 
 @pytest.fixture
