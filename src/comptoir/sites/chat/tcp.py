@@ -113,7 +113,7 @@ class TCPClient:
 
     def write(self, text: str) -> None:
         """Send one line (a client too slow to read its lines is disconnected)."""
-        if self.closed:
+        if self.writer.is_closing():
             return
         if self.writer.transport.get_write_buffer_size() > BACKLOG:
             self.close(1008, "too slow")
@@ -130,7 +130,8 @@ class TCPClient:
         """End the connection."""
         if not self.closed:
             self.closed = True
-            self.writer.close()
+            # After the lines of this turn (a /quit's "bye") are written.
+            asyncio.get_running_loop().call_soon(self.writer.close)
 
     async def call(self, operation: str, *args: Any) -> Any:
         """Ask the core."""
