@@ -24,7 +24,7 @@ from comptoir.sites.api import ApiOptions, routes
 from comptoir.sites.api import app as app_module
 from comptoir.sites.api import live as live_module
 from comptoir.sites.api.app import ApiSite
-from comptoir.sites.api.journal import journal_path, rewrite_path
+from comptoir.sites.api.files import journal_path, rewrite_path
 from comptoir.sites.contract import SiteContext
 from tests.conftest import asgi_client, make_config
 

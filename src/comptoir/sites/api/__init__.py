@@ -24,7 +24,8 @@ from comptoir.sites.api.routes import Route, parse_route
 from comptoir.sites.contract import DemoContext, DemoSite, Problem, SiteContext, SiteKind
 
 if TYPE_CHECKING:
-    from comptoir.sites.api.app import ApiSite
+    from comptoir.sites.api.files import Schema
+    from comptoir.sites.api.starting import ApiApp
     from comptoir.sites.api.tables import Table
 
 
@@ -75,7 +76,7 @@ class ApiOptions:
     def table_sources(self) -> list[tuple[str, Path]]:
         """(table name, data file) for every data file, names as given or made from the files'
         names (two files may give one name: `validate` refuses that)."""
-        from comptoir.sites.api.tables import data_files, table_name
+        from comptoir.sites.api.files import data_files, table_name
 
         renamed: dict[Path, str] = {}
         for text in self.table:
@@ -112,17 +113,18 @@ class ApiOptions:
         return out
 
 
-def build(options: ApiOptions, context: SiteContext) -> ApiSite:
-    """Build the ASGI app of an api site (the tables are read now)."""
-    from comptoir.sites.api.app import ApiSite
+def build(options: ApiOptions, context: SiteContext) -> ApiApp:
+    """Build the ASGI app of an api site: the tables are read now, or, when the cache has them
+    all, while it already answers rows by key (starting.py)."""
+    from comptoir.sites.api.starting import ApiApp
 
-    return ApiSite(options, context)
+    return ApiApp(options, context)
 
 
 def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
     """What stops the site before any file is read: missing data, bad names, routes to nowhere."""
+    from comptoir.sites.api.files import SUFFIXES, TYPE_NAMES
     from comptoir.sites.api.relations import parse_relation
-    from comptoir.sites.api.tables import SUFFIXES, TYPES
 
     problems: list[Problem] = []
     if not options.data:
@@ -138,9 +140,9 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
             problems.append(Problem("table", f"{text!r}: write NAME=PATH of a data file"))
     for text in options.type:
         _, eq, kind = text.partition("=")
-        if not eq or kind not in TYPES:
+        if not eq or kind not in TYPE_NAMES:
             problems.append(
-                Problem("type", f"{text!r}: write COLUMN=TYPE, TYPE one of {', '.join(TYPES)}")
+                Problem("type", f"{text!r}: write COLUMN=TYPE, TYPE one of {', '.join(TYPE_NAMES)}")
             )
     for text in options.relation:
         try:
@@ -192,18 +194,28 @@ def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
     return problems
 
 
-def _cached_tables(options: ApiOptions) -> dict[str, Table] | None:
-    """Every table with its columns and no rows, from the cache; None unless all are there."""
+def _cached_tables(options: ApiOptions) -> Mapping[str, Table | Schema] | None:
+    """Every table's columns, from the cache; None unless all are there. Without Polars (a
+    worker forked from this process starts sooner without it: starting.py), unless a route
+    filters on a value whose type must be checked: then tables of no rows."""
     from comptoir.sites.api import cache
-    from comptoir.sites.api.tables import TYPES, schema_exact, schema_table
+    from comptoir.sites.api.files import TYPE_NAMES, Schema
+    from comptoir.sites.api.routes import has_parameters
 
-    tables: dict[str, Table] = {}
+    entries: dict[str, tuple[Path, cache.Entry]] = {}
     keys = options.keys()
     types = options.column_types()
     for name, path in options.table_sources():
         entry = cache.lookup(path, key=keys.get(name), types=types.get(name), strict=options.strict)
-        if entry is None or not set(entry.columns.values()) <= set(TYPES):
+        if entry is None or not set(entry.columns.values()) <= set(TYPE_NAMES):
             return None
+        entries[name] = (path, entry)
+    if all(has_parameters(value) for route in options.route for _, value in route.where):
+        return {name: Schema(name, list(entry.columns)) for name, (_, entry) in entries.items()}
+    from comptoir.sites.api.tables import schema_exact, schema_table
+
+    tables: dict[str, Table | Schema] = {}
+    for name, (path, entry) in entries.items():
         if not schema_exact(entry):
             return None  # types the check could not make as they are: the file is read
         tables[name] = schema_table(name, path, entry)
@@ -230,7 +242,7 @@ def read_problems(options: ApiOptions) -> list[Problem]:
     return problems + route_problems(options, tables)
 
 
-def route_problems(options: ApiOptions, tables: Mapping[str, Table]) -> list[Problem]:
+def route_problems(options: ApiOptions, tables: Mapping[str, Table | Schema]) -> list[Problem]:
     """What the routes ask of the tables that they do not have."""
     problems: list[Problem] = []
     names = options.table_files()
@@ -245,10 +257,10 @@ def route_problems(options: ApiOptions, tables: Mapping[str, Table]) -> list[Pro
 
 
 def _route_problems(
-    route: Route, tables: Mapping[str, Table], names: Mapping[str, Path]
+    route: Route, tables: Mapping[str, Table | Schema], names: Mapping[str, Path]
 ) -> list[Problem]:
     """What a route asks of its tables that they do not have."""
-    from comptoir.sites.api.query import QueryError, typed
+    from comptoir.sites.api.files import Schema
     from comptoir.sites.api.routes import has_parameters
 
     out: list[Problem] = []
@@ -266,6 +278,10 @@ def _route_problems(
             out.append(Problem("route", f"{route.path}: no column {column!r} in {table.name!r}"))
     for column, value in route.where:
         if column in table.columns and not has_parameters(value):
+            from comptoir.sites.api.query import QueryError, typed
+
+            # A value to check makes tables of their type (`_cached_tables`), not names.
+            assert not isinstance(table, Schema)
             try:
                 typed(table, column, value, column)
             except QueryError as exc:
@@ -273,14 +289,14 @@ def _route_problems(
     return out
 
 
-async def startup(app: ApiSite) -> None:
+async def startup(app: ApiApp) -> None:
     """Changes a crash left in a journal go into their files."""
-    await app.live.start()
+    await app.start()
 
 
-async def shutdown(app: ApiSite) -> None:
+async def shutdown(app: ApiApp) -> None:
     """Every write in its file before the worker ends (the journals removed)."""
-    await app.live.close()
+    await app.close()
 
 
 def url_suffix(options: ApiOptions) -> str:

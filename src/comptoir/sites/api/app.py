@@ -28,7 +28,6 @@ from comptoir.http.paths import location_value
 from comptoir.http.reuse import REUSE, Computed
 from comptoir.sites import SiteContext
 from comptoir.sites.api import ApiOptions
-from comptoir.sites.api.changes import json_etag
 from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.live import LiveTables
 from comptoir.sites.api.openapi import openapi_document
@@ -46,6 +45,7 @@ from comptoir.sites.api.query import (
 )
 from comptoir.sites.api.relations import Relation, find_relations
 from comptoir.sites.api.routes import Route, fill
+from comptoir.sites.api.rowstore import json_etag
 from comptoir.sites.api.tables import Problem as RowProblem
 from comptoir.sites.api.tables import Table, load_table
 from comptoir.sites.api.writes import Writes

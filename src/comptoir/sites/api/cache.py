@@ -23,7 +23,9 @@ nothing fails.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -34,11 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from comptoir.sites.api.rowstore import BYTE_ORDER, RowStore, write_rows
+
 if TYPE_CHECKING:
     from comptoir.sites.api.tables import Table
 
 # Bumped when what an entry holds changes: older entries are then misses.
-FORMAT = 4
+FORMAT = 5
 # Entries not used for this long are removed when one is written; beyond KEEP_ENTRIES, the least
 # lately used go first, but never one used within RECENT_SECONDS (a start reading more tables
 # than KEEP_ENTRIES would otherwise evict each entry before its next use).
@@ -49,13 +53,17 @@ RECENT_SECONDS = 24 * 3600
 RACY_SECONDS = 2.0
 # The names comptoir gives what it keeps: nothing else in the folder is ever touched.
 _ENTRY = re.compile(r"[0-9a-f]{32}\.json")
-_ROWS = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.parquet")
+_ROWS = re.compile(r"[0-9a-f]{32}-[0-9a-f]{16}\.(parquet|rows)")
 # Rows files of earlier formats (one per entry, named as its JSON).
 _LEGACY = re.compile(r"[0-9a-f]{32}\.(arrow|parquet)")
 _TEMPORARY = "comptoir-"
 _META_KEYS = {"format": int, "path": str, "stamp": list, "rows": str, "rows_bytes": int}
 _META_KEYS |= {"rows_hash": str, "key": str, "columns": dict, "dtypes": dict, "source": dict}
 _META_KEYS |= {"problems": list, "skipped": int}
+# The rows written as JSON (rowstore.py), when Polars writes them as the API does: the file's
+# name and size, the byte order of its offsets, and (first key, rows) when the keys are the
+# integers first, first + 1, … in order.
+_JSON_KEYS = {"json_rows": str, "json_rows_bytes": int, "byte_order": str}
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,26 @@ class Entry:
         """Column → type name (integer, float, boolean, date, datetime, string), in order."""
         columns: dict[str, str] = self.meta["columns"]
         return columns
+
+    @property
+    def span(self) -> tuple[int, int] | None:
+        """(first key, rows) when the keys are first, first + 1, … in order, else None."""
+        span = self.meta.get("span")
+        return (span[0], span[1]) if span else None
+
+    def row_store(self) -> RowStore | None:
+        """The rows written as JSON, mapped; None when the entry has none or it cannot be read
+        (then rows are written one at a time)."""
+        meta = self.meta
+        if "json_rows" not in meta or meta["byte_order"] != BYTE_ORDER:
+            return None
+        path = self.rows.with_name(meta["json_rows"])
+        try:
+            if path.stat().st_size != meta["json_rows_bytes"]:
+                return None
+            return RowStore(path, meta["rows_count"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def read_rows(self) -> bytes:
         """The rows file's bytes, checked against the hash recorded (ValueError if not theirs:
@@ -119,10 +147,20 @@ def _digest(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def _name(path: Path, key: str | None, types: Mapping[str, str] | None, strict: bool) -> str:
-    import polars as pl
+@functools.cache
+def _engine() -> str:
+    """The version of Polars, read from its package's metadata: a start that finds its tables
+    in the cache does not import Polars before it serves (starting.py)."""
+    try:
+        return importlib.metadata.version("polars")
+    except importlib.metadata.PackageNotFoundError:
+        import polars as pl  # installed under another name (polars-lts-cpu…)
 
-    what = [FORMAT, pl.__version__, str(path.resolve()), key, sorted((types or {}).items()), strict]
+        return str(pl.__version__)
+
+
+def _name(path: Path, key: str | None, types: Mapping[str, str] | None, strict: bool) -> str:
+    what = [FORMAT, _engine(), str(path.resolve()), key, sorted((types or {}).items()), strict]
     return hashlib.sha256(json.dumps(what).encode()).hexdigest()[:32]
 
 
@@ -134,7 +172,20 @@ def _meta(text: str) -> dict[str, Any] | None:
     for key, kind in _META_KEYS.items():
         if not isinstance(meta.get(key), kind):
             return None
-    if not _ROWS.fullmatch(meta["rows"]):
+    if not _ROWS.fullmatch(meta["rows"]) or not meta["rows"].endswith(".parquet"):
+        return None
+    if "json_rows" in meta:
+        for key, kind in _JSON_KEYS.items():
+            if not isinstance(meta.get(key), kind):
+                return None
+        if not _ROWS.fullmatch(meta["json_rows"]) or not meta["json_rows"].endswith(".rows"):
+            return None
+    span = meta.get("span")
+    if span is not None and not (
+        isinstance(span, list) and len(span) == 2 and all(type(v) is int for v in span)
+    ):
+        return None
+    if not isinstance(meta.get("rows_count"), int):
         return None
     return meta
 
@@ -193,6 +244,7 @@ def _store(
     written: list[str],
 ) -> None:
     from comptoir.sites.api.query import type_name
+    from comptoir.sites.api.tables import key_span
 
     base = folder()
     if base is None:
@@ -216,9 +268,11 @@ def _store(
         out.flush()
         os.fsync(out.fileno())
     data = Path(out.name).read_bytes()
-    rows = f"{name}-{os.urandom(8).hex()}.parquet"
+    suffix = os.urandom(8).hex()
+    rows = f"{name}-{suffix}.parquet"
     os.replace(out.name, base / rows)
     written[0] = str(base / rows)
+    json_rows = _store_json_rows(table, base, f"{name}-{suffix}.rows", written)
     meta = {
         "format": FORMAT,
         "path": str(table.path.resolve()),
@@ -232,6 +286,9 @@ def _store(
         "source": vars(table.source),
         "problems": [[p.line, p.message] for p in table.problems],
         "skipped": table.skipped,
+        "rows_count": table.frame.height,
+        "span": list(span) if (span := key_span(table.frame[table.key])) else None,
+        **json_rows,
     }
     with tempfile.NamedTemporaryFile(
         "w", dir=base, prefix=_TEMPORARY, delete=False, encoding="utf-8"
@@ -248,9 +305,28 @@ def _store(
     written.clear()  # the entry is whole: nothing to take back
     if previous is not None and previous["rows"] != rows:
         # The last version's rows (a reader that found the old JSON misses, and parses).
-        with contextlib.suppress(OSError):
-            (base / previous["rows"]).unlink()
+        for old in (previous["rows"], previous.get("json_rows")):
+            if old:
+                with contextlib.suppress(OSError):
+                    (base / old).unlink()
     _prune(base)
+
+
+def _store_json_rows(table: Table, base: Path, name: str, written: list[str]) -> dict[str, Any]:
+    """The rows written as JSON (rowstore.py) under `name`: the entry's keys naming them, or
+    none when Polars does not write this table's rows as the API does."""
+    with tempfile.NamedTemporaryFile("w+b", dir=base, prefix=_TEMPORARY, delete=False) as out:
+        written.append(out.name)
+        if not write_rows(table.frame, out):
+            out.close()
+            os.unlink(written.pop())
+            return {}
+        out.flush()
+        os.fsync(out.fileno())
+        size = out.tell()
+    os.replace(out.name, base / name)
+    written[-1] = str(base / name)
+    return {"json_rows": name, "json_rows_bytes": size, "byte_order": BYTE_ORDER}
 
 
 def _prune(base: Path) -> None:
@@ -259,7 +335,7 @@ def _prune(base: Path) -> None:
     entry names (a hit touches its JSON: its modification time is its last use). Only names
     comptoir gives are touched."""
     now = time.time()
-    entries: list[tuple[bool, float, Path, str]] = []
+    entries: list[tuple[bool, float, Path, tuple[str, ...]]] = []
     for meta_path in base.iterdir():
         if not _ENTRY.fullmatch(meta_path.name):
             continue
@@ -270,16 +346,16 @@ def _prune(base: Path) -> None:
             continue
         source = meta["path"] if meta is not None else ""
         stale = meta is None or not os.path.exists(source) or now - used > KEEP_SECONDS
-        rows = meta["rows"] if meta is not None else ""
-        entries.append((stale, -used, meta_path, rows))
+        files = tuple(meta[k] for k in ("rows", "json_rows") if k in meta) if meta else ()
+        entries.append((stale, -used, meta_path, files))
     entries.sort()
-    kept = [(-minus_used, m, rows) for stale, minus_used, m, rows in entries if not stale]
+    kept = [(-minus_used, m, files) for stale, minus_used, m, files in entries if not stale]
     doomed = {m for stale, _, m, _ in entries if stale}
     doomed |= {m for used, m, _ in kept[KEEP_ENTRIES:] if now - used > RECENT_SECONDS}
-    named = {rows for _, m, rows in kept if m not in doomed}
-    for _, _, meta_path, rows in entries:
+    named = {name for _, m, files in kept if m not in doomed for name in files}
+    for _, _, meta_path, files in entries:
         if meta_path in doomed:
-            for path in (meta_path, base / rows) if rows else (meta_path,):
+            for path in (meta_path, *(base / name for name in files)):
                 with contextlib.suppress(OSError):
                     path.unlink()
     for path in base.iterdir():

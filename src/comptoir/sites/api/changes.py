@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hashlib
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,6 +26,7 @@ import polars as pl
 
 from comptoir.sites.api.output import dumps, row_object
 from comptoir.sites.api.query import type_name
+from comptoir.sites.api.rowstore import json_etag
 from comptoir.sites.api.tables import ROWID, Table, gathered, integer_range, sorted_key
 
 # Rows added one by one are gathered into one chunk every so many.
@@ -124,12 +124,6 @@ def _article(kind: str) -> str:
 def row_etag(row: Mapping[str, Any]) -> str:
     """A row's entity tag: a hash of its values (the same row, the same tag, in every worker)."""
     return json_etag(dumps(row_object(dict(row))))
-
-
-def json_etag(body: bytes) -> str:
-    """The entity tag of a row written as JSON (`dumps(row_object(row))`): `row_etag` without
-    writing it again, for a GET that has just written it."""
-    return f'"{hashlib.blake2b(body, digest_size=12).hexdigest()}"'
 
 
 def next_key(table: Table) -> int:

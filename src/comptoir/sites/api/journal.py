@@ -41,20 +41,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comptoir.sites.api.files import journal_path
 from comptoir.sites.api.output import dumps
 from comptoir.sites.api.tables import signature
 
 FORMAT = 1
-
-
-def journal_path(data: Path) -> Path:
-    """Where the journal of the data file `data` is."""
-    return data.with_name(f".{data.name}.comptoir-journal")
-
-
-def rewrite_path(data: Path) -> Path:
-    """Where the data file is written again before it takes the file's place."""
-    return data.with_name(f".{data.name}.comptoir-new")
 
 
 def sync_folder(path: Path) -> None:

@@ -41,7 +41,8 @@ import polars as pl
 from comptoir.errors import ConfigError
 from comptoir.sites.api.changes import apply_entries, rechunked, rowid_runs, with_rowids
 from comptoir.sites.api.errors import ApiError
-from comptoir.sites.api.journal import Header, Journal, encode, parse_lines, rewrite_path
+from comptoir.sites.api.files import rewrite_path
+from comptoir.sites.api.journal import Header, Journal, encode, parse_lines
 from comptoir.sites.api.tables import Table, signature, write_data
 from comptoir.sites.api.writes import Change, Done, decide
 

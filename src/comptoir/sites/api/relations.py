@@ -11,9 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from comptoir.errors import ConfigError
-from comptoir.sites.api.tables import Table
+
+if TYPE_CHECKING:
+    from comptoir.sites.api.tables import Table
 
 _FOREIGN = re.compile(r"^(?P<stem>[A-Za-z][A-Za-z0-9]*?)(?:_id|Id)$")
 

@@ -27,11 +27,9 @@ import dataclasses
 import functools
 import io
 import os
-import re
 import threading
 import time
-import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,10 +38,10 @@ import polars as pl
 
 from comptoir.errors import ConfigError
 from comptoir.sites.api import cache
+from comptoir.sites.api.files import SUFFIXES, TYPE_NAMES
 from comptoir.sites.api.output import dumps, texts
+from comptoir.sites.api.rowstore import RowStore
 
-SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".jsonl": "jsonl"}
-SUFFIXES[".ndjson"] = "jsonl"
 ROWID = "rowid"
 # The types a column can be given (`--type col=TYPE`), and what they are in Polars.
 TYPES: dict[str, Any] = {
@@ -54,6 +52,7 @@ TYPES: dict[str, Any] = {
     "datetime": pl.Datetime("us"),
     "string": pl.String,
 }
+assert tuple(TYPES) == TYPE_NAMES
 MAX_PROBLEMS = 20
 # What each integer type holds.
 INTEGER_RANGES: dict[Any, tuple[int, int]] = {
@@ -134,6 +133,9 @@ class Table:
     # own).
     _span: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
     _spanned: bool = field(default=False, init=False, repr=False, compare=False)
+    # The rows written as JSON (rowstore.py), for this table's frame only: a table made from this
+    # one by a write has none, and writes its rows one at a time.
+    store: RowStore | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def columns(self) -> list[str]:
@@ -148,14 +150,17 @@ class Table:
 
     def json_row(self, at: int) -> bytes:
         """Row `at` as the API writes it: `dumps(row_object(row))`, without `row_object` (orjson
-        spells dates and non-finite floats as it does)."""
+        spells dates and non-finite floats as it does); a slice of the rows file when there is
+        one (rowstore.py)."""
+        if self.store is not None:
+            return self.store.row(at)
         frame = self.frame
         return dumps(dict(zip(frame.columns, frame.row(at), strict=True)))
 
     def position(self, key: Any) -> int | None:
         """The row index of the row whose key is `key`, or None."""
         if not self._spanned:
-            self._span = _span(self.frame[self.key])
+            self._span = key_span(self.frame[self.key])
             self._spanned = True
         if self._span is not None and type(key) is int:
             first, rows = self._span
@@ -175,7 +180,7 @@ class Table:
         return found if found is not None and found < self.frame.height else None
 
 
-def _span(series: pl.Series) -> tuple[int, int] | None:
+def key_span(series: pl.Series) -> tuple[int, int] | None:
     """(first, rows) when the key column holds first, first + 1, … first + rows - 1 in order.
 
     Keys are unique (checked when read, kept by every change): sorted with the last one
@@ -185,27 +190,6 @@ def _span(series: pl.Series) -> tuple[int, int] | None:
         return None
     first, last = series[0], series[rows - 1]
     return (first, rows) if last - first == rows - 1 else None
-
-
-def table_name(path: Path) -> str:
-    """A table's name from its file: the stem, lower case, ASCII, `_` between words."""
-    text = unicodedata.normalize("NFKD", path.stem).encode("ascii", "ignore").decode()
-    name = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return name or "table"
-
-
-def data_files(paths: Sequence[Path]) -> list[Path]:
-    """The data files among `paths` (folders: the files directly inside them), sorted by name."""
-    out: list[Path] = []
-    for path in paths:
-        if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.suffix.lower() in SUFFIXES and p.is_file()
-            )
-            out.extend(p for p in found if not p.name.startswith("."))
-        else:
-            out.append(path)
-    return out
 
 
 def signature(path: Path) -> tuple[int, int]:
@@ -256,7 +240,11 @@ def _from_cache(name: str, path: Path, entry: cache.Entry) -> Table | None:
         key = meta["key"]
         size, mtime = meta["stamp"][:2]
         frame = sorted_key(frame, key)
-        return Table(name, path, frame, key, (size, mtime), problems, meta["skipped"], source)
+        table = Table(name, path, frame, key, (size, mtime), problems, meta["skipped"], source)
+        if frame.height == meta["rows_count"]:
+            table.store = entry.row_store()
+        table._span, table._spanned = entry.span, True
+        return table
     except (pl.exceptions.PolarsError, OSError, KeyError, TypeError, ValueError):
         return None
     except BaseException as exc:
