@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
-
-from starlette.requests import ClientDisconnect
 
 from comptoir import netinfo
 from comptoir.accesslog import AccessLog, escape_controls, escape_for_log
@@ -38,6 +37,14 @@ from comptoir.web.assets import Assets
 _multipart_log = logging.getLogger("python_multipart")
 _multipart_log.addHandler(logging.NullHandler())
 _multipart_log.propagate = False
+
+
+def _gone() -> tuple[type[Exception], ...]:
+    """What a client gone away raises: ClientGone, and Starlette's ClientDisconnect once a site
+    has imported Starlette (no other can raise it; a worker that serves no Starlette site starts
+    without importing it)."""
+    requests = sys.modules.get("starlette.requests")
+    return (ClientGone,) if requests is None else (ClientGone, requests.ClientDisconnect)
 
 
 class WorkerApp:
@@ -129,7 +136,7 @@ class WorkerApp:
 
         try:
             await self.app(scope, receive, tracked)
-        except (ClientGone, ClientDisconnect):
+        except _gone():
             if stype == "http" and not started:
                 # Before an answer, the server reports a body it cannot read (a bad chunk size,
                 # bare-LF chunk framing, fewer bytes than Content-Length) as a disconnect: the
