@@ -238,3 +238,16 @@ print("polars" in sys.modules)
     row, imported = done.stdout.splitlines()[0], done.stdout.splitlines()[-1]
     assert json.loads(row)["name"] == "Bob"
     assert imported == "False"
+
+
+def test_a_rows_file_cut_short_while_served_gives_way_to_the_frame(
+    tmp_path: Path, own_cache: Path
+) -> None:
+    path = data(tmp_path)
+    parsed = load_table("people", path, types={"ratio": "float"})
+    cached = load_table("people", path, types={"ratio": "float"})
+    assert cached.store is not None
+    (rows,) = [p for p in own_cache.iterdir() if p.suffix == ".rows"]
+    os.truncate(rows, 10)  # someone else's hand in the cache, after the start
+    assert cached.store.row(3) is None
+    assert cached.json_row(3) == parsed.json_row(3)

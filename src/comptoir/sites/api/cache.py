@@ -86,7 +86,7 @@ class Entry:
         return (span[0], span[1]) if span else None
 
     def row_store(self) -> RowStore | None:
-        """The rows written as JSON, mapped; None when the entry has none or it cannot be read
+        """The rows written as JSON (rowstore.py); None when the entry has none or it cannot be read
         (then rows are written one at a time)."""
         meta = self.meta
         if "json_rows" not in meta or meta["byte_order"] != BYTE_ORDER:

@@ -1,10 +1,10 @@
-"""A table's rows as the API writes them, one JSON object each, in a file mapped into memory.
+"""A table's rows as the API writes them, one JSON object each, in a file beside the cache's.
 
 A row by key was a Polars row turned into Python values and written as JSON: 25 µs, the most of
 its answer, and only possible once Polars is imported and the rows read (a second of a start).
 The cache (cache.py) keeps beside a table's Parquet file its rows already written: every row's
-JSON, one per line, then where each line starts. A worker maps the file and answers a row with a
-slice of it — from the first moment, before Polars is even imported (starting.py), and after, as
+JSON, one per line, then where each line starts. A worker answers a row with its line, read from
+the file — from the first moment, before Polars is even imported (starting.py), and after, as
 long as the table is the one read (a write makes a new Table, without this store).
 
 The file is made by Polars (`write_ndjson`, in Rust: a million rows in a second), and a row is
@@ -22,10 +22,10 @@ once more (8 bytes).
 from __future__ import annotations
 
 import hashlib
-import mmap
 import os
 import re
 import sys
+import weakref
 from array import array
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -45,28 +45,42 @@ def json_etag(body: bytes) -> str:
 
 
 class RowStore:
-    """A rows file, mapped: `row(at)` is row `at`'s JSON (a final newline included)."""
+    """A rows file: `row(at)` is row `at`'s JSON (a final newline included).
+
+    The offsets are read into memory (8 bytes a row); a row is read with `pread`, through the
+    page cache. Mapped, the file's pages would count in each worker's memory once touched (a
+    million rows by random key touch all 190 MB of it); read, they are the system's cache, shared
+    by the workers and given back under pressure, as SQLite's pages are to Datasette.
+    """
 
     def __init__(self, path: Path, rows: int) -> None:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(fd).st_size
             index = 8 * (rows + 2)
             if size < index:
                 raise ValueError("a rows file shorter than its offsets")
-            self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        view = memoryview(self._map)
-        self._offsets = view[size - index : size - 8].cast("Q")
-        end = size - index
-        if view[size - 8 :].cast("Q")[0] != rows or self._offsets[0] != 0:
-            raise ValueError("a rows file of another table")
-        if self._offsets[rows] != end:
-            raise ValueError("a rows file whose offsets do not end where its rows do")
+            tail = os.pread(fd, index, size - index)
+            if len(tail) != index:
+                raise ValueError("a rows file shorter than its offsets")
+            offsets = array("Q")
+            offsets.frombytes(tail)
+            if offsets.pop() != rows or offsets[0] != 0 or offsets[rows] != size - index:
+                raise ValueError("a rows file of another table")
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self._offsets = offsets
         self.rows = rows
+        weakref.finalize(self, os.close, fd)
 
-    def row(self, at: int) -> bytes:
-        """Row `at`'s JSON: `{...}\\n`."""
-        offsets = self._offsets
-        return self._map[offsets[at] : offsets[at + 1]]
+    def row(self, at: int) -> bytes | None:
+        """Row `at`'s JSON: `{...}\\n`; None if the file no longer has it (cut short since)."""
+        start = self._offsets[at]
+        size = self._offsets[at + 1] - start
+        data = os.pread(self._fd, size, start)
+        return data if len(data) == size else None
 
 
 def write_rows(frame: pl.DataFrame, out: IO[bytes]) -> bool:

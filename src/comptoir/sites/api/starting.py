@@ -165,7 +165,7 @@ class ApiApp:
         at = int(key) - rows.first
         if not 0 <= at < rows.rows.rows or not rows.current():
             return None
-        return rows.rows.row(at)
+        return rows.rows.row(at)  # None: the file cut short since (the site answers)
 
 
 def _all_cached(options: ApiOptions) -> bool:

@@ -150,10 +150,10 @@ class Table:
 
     def json_row(self, at: int) -> bytes:
         """Row `at` as the API writes it: `dumps(row_object(row))`, without `row_object` (orjson
-        spells dates and non-finite floats as it does); a slice of the rows file when there is
+        spells dates and non-finite floats as it does); read from the rows file when there is
         one (rowstore.py)."""
-        if self.store is not None:
-            return self.store.row(at)
+        if self.store is not None and (line := self.store.row(at)) is not None:
+            return line
         frame = self.frame
         return dumps(dict(zip(frame.columns, frame.row(at), strict=True)))
 
