@@ -251,3 +251,19 @@ def test_a_rows_file_cut_short_while_served_gives_way_to_the_frame(
     os.truncate(rows, 10)  # someone else's hand in the cache, after the start
     assert cached.store.row(3) is None
     assert cached.json_row(3) == parsed.json_row(3)
+
+
+def test_polars_allocator_gives_memory_back_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comptoir.config import ServerOptions
+    from comptoir.sites.api import ALLOCATOR, validate
+
+    path = data(tmp_path)
+    name, value = ALLOCATOR
+    monkeypatch.delenv(name, raising=False)
+    validate(ApiOptions(data=(path,)), ServerOptions())
+    assert os.environ[name] == value
+    monkeypatch.setenv(name, "narenas:1")  # the user's own setting stays
+    validate(ApiOptions(data=(path,)), ServerOptions())
+    assert os.environ[name] == "narenas:1"
