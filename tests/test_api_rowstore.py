@@ -267,3 +267,24 @@ def test_polars_allocator_gives_memory_back_unless_told_otherwise(
     monkeypatch.setenv(name, "narenas:1")  # the user's own setting stays
     validate(ApiOptions(data=(path,)), ServerOptions())
     assert os.environ[name] == "narenas:1"
+
+
+async def test_tables_that_cannot_be_made_are_a_503_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = data(tmp_path)
+    options = ApiOptions(data=(path.parent,), type=TYPES)
+    ApiSite(options, SiteContext())
+
+    def unreadable(self: ApiApp, options: ApiOptions, context: SiteContext) -> ApiSite:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ApiApp, "_make", unreadable)
+    logged: list[str] = []
+    monkeypatch.setattr("comptoir.sites.api.starting.write_line", logged.append)
+    app = ApiApp(options, SiteContext())
+    async with asgi_client(app) as client:
+        r = await asyncio.wait_for(client.get("/api/people?name=Ada"), 10)
+        assert r.status_code == 503
+        assert r.json() == {"error": "the tables could not be read: disk gone"}
+    assert logged == ["api: the tables could not be read: disk gone"]

@@ -108,8 +108,12 @@ class ApiApp:
         self._started = asyncio.ensure_future(self._start())
 
     async def _start(self) -> ApiSite:
-        site = await asyncio.wrap_future(self._made)
-        await site.live.start()
+        site = await asyncio.wrap_future(self._made)  # a failure was said by _make_later
+        try:
+            await site.live.start()
+        except Exception as exc:
+            self.log(f"api: the journals could not be applied: {exc}")
+            raise
         self.site = site
         return site
 
