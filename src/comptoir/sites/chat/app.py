@@ -7,7 +7,7 @@ Routes (a Starlette `Router` served by `sites/starlette.py`):
 - `GET /api/rooms`, `GET /api/rooms/<room>/messages?after=&before=&limit=`,
   `POST /api/rooms/<room>/messages` (`{"text", "nick"}`, delivered live), `GET /api/users`;
   errors are `{"error": "..."}` with a 4xx status, as the api kind answers;
-- `GET /`: the rooms and #general's recent messages, and how to connect.
+- `GET /`: the browser's chat client (the page, web/static/chat.js and chat.css).
 
 The app's `ChatRuntime` is what every connection shares: the options, the broker (the chat's core
 in this process, or the hub's in the main process), this worker's fan-out and the history file.
@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from starlette.requests import Request
@@ -41,6 +42,9 @@ from comptoir.sites.starlette import StarletteSite
 from comptoir.types import Receive, Scope, Send
 from comptoir.web import render
 
+# The preference cookie holding a browser's nickname (written by chat.js, read to fill the page);
+# comptoir's own prefix keeps it from echo sites' answers.
+NICK_COOKIE = "comptoir_chat_nick"
 # The largest body POST /api/rooms/<room>/messages reads: the JSON around a --max-message text.
 BODY_SLACK = 1024
 
@@ -226,18 +230,23 @@ class ChatSite:
     # Front page --------------------------------------------------------------------------
 
     async def front(self, request: Request) -> Response:
-        """GET /: the rooms, #general's recent messages, how to connect."""
-        rooms = await self.runtime.broker.call("rooms")
-        messages = self.runtime.history.recent("general", 20)
+        """GET /: the chat client for browsers (web/static/chat.js), and how else to connect."""
         base = str(request.base_url).rstrip("/")
-        ws_url = "ws" + base.removeprefix("http") + "/ws"
+        try:
+            # chat.js writes it with encodeURIComponent: a name may have letters beyond ASCII.
+            nick = check_nick(unquote(request.cookies.get(NICK_COOKIE, "")))
+        except BadName:
+            nick = ""  # no cookie, or one the rules no longer accept: the page asks again
         html = render(
-            "chat_index.html",
+            "chat.html",
             prefix=self.prefix,
-            rooms=rooms,
-            messages=messages,
-            ws_url=ws_url,
-            api=base + "/api/rooms",
+            nick=nick,
+            cookie=NICK_COOKIE,
+            fixed_rooms=self.options.fixed_rooms,
+            max_message=self.options.max_message,
+            page_url=base + "/",
+            ws_url="ws" + base.removeprefix("http") + "/ws",
+            api_url=base + "/api/rooms",
             tcp=self.options.tcp,
         )
         return HTMLResponse(html)
