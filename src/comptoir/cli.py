@@ -271,6 +271,26 @@ def demo(**values: Any) -> None:
         run_config(demo_config(build_options(ServerOptions, values), run_dir))
 
 
+@cli.command()
+@click.argument("url")
+@click.option("--nick", metavar="NAME", help="Nickname to take (else the server's guest name).")
+@click.option("--room", metavar="ROOM", help="Room to join and write to (default: general).")
+@click.option("--send", metavar="TEXT", help="Send this one message, then exit.")
+@click.option(
+    "--password", is_flag=True, help="The site has one: from $COMPTOIR_PASSWORD, else asked."
+)
+def talk(url: str, nick: str | None, room: str | None, send: str | None, password: bool) -> None:
+    """Chat from the terminal with a chat site (comptoir chat) at URL.
+
+    URL is the site's page (http://HOST:PORT/, mounted anywhere) or its WebSocket
+    (ws://HOST:PORT/ws). At a terminal, messages appear above the line you type and /help lists
+    the commands; piped lines are sent one message each, exiting once all are stored.
+    """
+    from comptoir.talk import run_talk
+
+    sys.exit(run_talk(url, nick=nick, room=room, send=send, password=password))
+
+
 @cli.group()
 def ca() -> None:
     """The local certificate authority behind --tls: where it is, and trusting it."""
