@@ -4,6 +4,7 @@ client: several workers, raw TCP, a slow consumer, connection limits, the passwo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
@@ -96,12 +97,6 @@ def test_tcp_clients_meet_websocket_clients(tmp_path: Path) -> None:
         asyncio.run(main())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: once a non-reading client's socket buffers are full (about 4 MB on "
-    "loopback), granian's WebSocket send stalls the whole worker, so the bounded queue never "
-    "gets the chance to overflow and close it (investigation pending)",
-)
 def test_a_slow_consumer_is_cut_off_and_does_not_slow_others(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite3"
     args = ["chat", "--history", str(history), "--queue-messages", "50", "--queue-bytes", "64K"]
@@ -115,23 +110,106 @@ def test_a_slow_consumer_is_cut_off_and_does_not_slow_others(tmp_path: Path) -> 
             await until(sender, "joined")
             reader = await websockets.connect(url, subprotocols=[PROTOCOL])
             await until(reader, "joined")
+            # The sender reads its own events: a client that does not is a slow consumer too.
+            drain = asyncio.create_task(read_all(sender))
+            before = server_rss(server)
             text = "y" * 3000
             started = time.monotonic()
+            latencies = []
             for i in range(1500):  # 4.5 MB: more than the kernel's buffers hold
+                sent = time.monotonic()
                 await sender.send(json.dumps({"type": "message", "text": f"{i} {text}"}))
                 event = await until(reader, "message")
+                latencies.append(time.monotonic() - sent)
                 assert event["text"].startswith(f"{i} ")
             took = time.monotonic() - started
             assert took < 15, took
-            # The slow one was closed with 1008 once its queue was full.
+            latencies.sort()
+            assert latencies[int(len(latencies) * 0.99)] < 0.25, latencies[-20:]
+            assert latencies[-1] < 1.0, latencies[-20:]
+            # Its queue overflowed, it was closed (1008 if it reads again), its socket reset.
+            assert slow_socket_gone(server, slow, within=5)
             with pytest.raises(ConnectionClosed) as closed:
                 while True:
                     await asyncio.wait_for(slow.recv(), 10)
             assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
+            assert server_rss(server) - before < 40 * 1024 * 1024
+            drain.cancel()
             await sender.close()
             await reader.close()
 
         asyncio.run(main())
+
+
+def test_a_reader_too_slow_for_the_send_timeout_is_cut_off(tmp_path: Path) -> None:
+    history = tmp_path / "h.sqlite3"
+    # Queue bounds too high to be reached: only --send-timeout can find this client.
+    args = ["--queue-messages", "100000", "--queue-bytes", "64M", "--send-timeout", "1s"]
+    with live_server("chat", "--history", str(history), *args, "--rate", "100000/s") as server:
+
+        async def main() -> None:
+            url = ws_url(server.url)
+            slow = await websockets.connect(url, max_queue=1)
+            sender = await websockets.connect(url, subprotocols=[PROTOCOL])
+            await until(sender, "joined")
+            drain = asyncio.create_task(read_all(sender))
+            text = "z" * 3000
+            for i in range(1700):  # 5.1 MB: the socket fills, the rest waits in the queue
+                await sender.send(json.dumps({"type": "message", "text": f"{i} {text}"}))
+            full = time.monotonic()
+            assert slow_socket_gone(server, slow, within=10)
+            assert time.monotonic() - full < 8
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await asyncio.wait_for(slow.recv(), 10)
+            drain.cancel()
+            await sender.close()
+
+        asyncio.run(main())
+
+
+async def read_all(ws: Any) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for _ in ws:
+            pass
+
+
+def server_rss(server: Any) -> int:
+    """Resident bytes of the server's process and its workers (Linux)."""
+    pids = [server.proc.pid]
+    for status in Path("/proc").glob("[0-9]*/status"):
+        with contextlib.suppress(OSError):
+            fields = dict(
+                line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+            )
+            if int(fields.get("PPid", "0")) == server.proc.pid:
+                pids.append(int(status.parent.name))
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+    return total
+
+
+def slow_socket_gone(server: Any, client: Any, within: float) -> bool:
+    """Whether the server's side of `client`'s connection is gone or has nothing left to send,
+    within `within` seconds (Linux's /proc/net/tcp: a socket reset frees its buffers)."""
+    port = int(server.url.rsplit(":", 1)[1].strip("/"))
+    peer = client.local_address[1]
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        waiting = 0
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            cols = line.split()
+            local, remote = cols[1], cols[2]
+            if int(local.split(":")[1], 16) == port and int(remote.split(":")[1], 16) == peer:
+                waiting += int(cols[4].split(":")[0], 16)
+        if waiting == 0:
+            return True
+        time.sleep(0.1)
+    return False
 
 
 def test_limits_close_with_1013_and_origin_is_checked(tmp_path: Path) -> None:

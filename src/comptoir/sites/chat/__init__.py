@@ -96,6 +96,13 @@ class ChatOptions:
         "Events waiting for a slow reader, in number; beyond, it is disconnected (1008).",
         minimum=10,
     )
+    send_timeout: float = setting(
+        10.0,
+        "A client whose socket takes no event for this long is disconnected (1008).",
+        parse=parse_duration,
+        minimum=0.1,
+        default_text="10s",
+    )
     allow_origin: tuple[str, ...] = setting(
         (),
         "An origin whose pages may open the WebSocket (e.g. http://localhost:5173); the site's "

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comptoir.sites.chat.core import ChatError
 from comptoir.sites.chat.history import Event
-from comptoir.sites.chat.outbox import Outbox, TokenBucket
+from comptoir.sites.chat.outbox import Outbox, TokenBucket, abort_socket
 from comptoir.sites.chat.protocol import (
     SUBPROTOCOL,
     VERSION,
@@ -58,6 +58,9 @@ RECOVER_MAX = 5000
 ROOMS_PER_CONNECTION = 50
 # Rate-limit errors said at most this often (each refused frame is dropped either way).
 RATE_ERROR_EVERY = 1.0
+# How long a close frame may take to go out before the connection is reset instead.
+CLOSE_WAIT = 1.0
+TOO_SLOW = "too slow: events were not read"
 
 
 @dataclass
@@ -80,7 +83,9 @@ class ChatSession:
         self.current = DEFAULT_ROOM  # where a plain client's lines go
         self.dm_seen = 0
         options = runtime.options
-        self.outbox = Outbox(self._send, options.queue_bytes, options.queue_messages)
+        self.outbox = Outbox(
+            self._send, options.queue_bytes, options.queue_messages, options.send_timeout
+        )
         self.bucket = TokenBucket(*runtime.rate, now=runtime.monotonic)
         self.rate_said = -RATE_ERROR_EVERY
         self.closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
@@ -96,7 +101,7 @@ class ChatSession:
     def _push(self, out: Outgoing) -> None:
         frame = self._frame(out)
         if frame is not None and not self.outbox.put(frame):
-            self.close(POLICY, "too slow: events were not read")
+            self.close(POLICY, TOO_SLOW)
 
     async def reply(self, event: Event) -> None:
         """Send this connection an event of its own (waits for room in its queue)."""
@@ -120,7 +125,7 @@ class ChatSession:
             return
         if state.pending is not None:
             if len(state.pending) >= self.outbox.max_frames:
-                self.close(POLICY, "too slow: events were not read")
+                self.close(POLICY, TOO_SLOW)
                 return
             state.pending.append(out)
             return
@@ -155,12 +160,20 @@ class ChatSession:
                     await task
             with contextlib.suppress(ChatError, ConnectionError):
                 await runtime.broker.call("disconnect", self.nick)
+        if self.outbox.overflowed:
+            self.close(POLICY, TOO_SLOW)  # a send that took too long: the watch ended the writer
         if self.closing.done():
             code, reason = self.closing.result()
-            # A client that does not read may not take the close frame either: not waited for
-            # long, the connection is dropped anyway when the app returns.
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.ws.close(code, reason), 1.0)
+            if code == POLICY:
+                # A close frame would wait behind what the client does not read: the connection
+                # is reset, or its unsent megabytes would stay in the kernel (outbox.py). Before
+                # any close: granian's drops the socket when it is cancelled.
+                scope = self.ws.scope
+                server, client = scope.get("server"), scope.get("client")
+                if await asyncio.to_thread(abort_socket, server, client):
+                    return
+            with contextlib.suppress(Exception):  # the client may be gone meanwhile
+                await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT)
 
     async def _read(self, last_id: int | None) -> None:
         if self.json:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import struct
 from typing import TYPE_CHECKING, Any
 
 from comptoir.config import ALL_INTERFACES
@@ -127,11 +129,21 @@ class TCPClient:
             self.write(text)
 
     def close(self, code: int, reason: str) -> None:
-        """End the connection."""
-        if not self.closed:
-            self.closed = True
-            # After the lines of this turn (a /quit's "bye") are written.
-            asyncio.get_running_loop().call_soon(self.writer.close)
+        """End the connection (at once, its unsent lines dropped, for a client too slow)."""
+        if self.closed:
+            return
+        self.closed = True
+        if code == 1008:
+            # asyncio's close() would wait to flush what this client does not read, and the
+            # kernel would keep its buffers after that: reset instead (outbox.py says why).
+            sock = self.writer.get_extra_info("socket")
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.writer.transport.abort()
+            return
+        # After the lines of this turn (a /quit's "bye") are written.
+        asyncio.get_running_loop().call_soon(self.writer.close)
 
     async def call(self, operation: str, *args: Any) -> Any:
         """Ask the core."""
