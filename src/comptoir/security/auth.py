@@ -489,6 +489,8 @@ class PasswordGate:
             token = secrets.token_urlsafe(32)
         body = render(
             "login.html",
+            # Under a mount path, the page's CSS is the site's /.comptoir/ too (base.html).
+            prefix=scope.get("root_path", ""),
             action=self._login_url(scope),
             next_url=next_url,
             csrf=token,
