@@ -191,6 +191,10 @@ class Talk:
         # Messages sent and not yet seen back (or refused by an error event), oldest first.
         self.unacked: deque[dict[str, Any]] = deque()
         self.waiters: list[tuple[Callable[[dict[str, Any]], bool], asyncio.Future[Any]]] = []
+        # Events as numbered: a request waits for an answer among those after it, which may
+        # have been read before it started waiting (the reader runs ahead).
+        self.count = 0
+        self.recent: deque[tuple[int, dict[str, Any]]] = deque(maxlen=1000)
         self.failed = False
         self.closed: asyncio.Future[str] = asyncio.get_running_loop().create_future()
 
@@ -220,6 +224,8 @@ class Talk:
 
     async def handle(self, event: dict[str, Any]) -> None:
         """Show one event, answer pings, settle what waits for it."""
+        self.count += 1
+        self.recent.append((self.count, event))
         kind = event.get("type")
         if kind == "ping":
             await self.ws.send('{"type":"pong"}')
@@ -238,10 +244,13 @@ class Talk:
         elif kind == "error" and event.get("code") != "rate_limited" and self.unacked:
             self.unacked.popleft()  # the message it answers was refused
             self.failed = True
-        self.show(event)
+        claimed = False
         for predicate, future in list(self.waiters):
             if not future.done() and predicate(event):
                 future.set_result(event)
+                claimed = True
+        if not (claimed and kind == "error"):  # a refusal waited for is said by the waiter
+            self.show(event)
 
     def show(self, event: dict[str, Any]) -> None:
         """An event as a line (typing and protocol events are not shown)."""
@@ -281,8 +290,14 @@ class Talk:
         if line is not None:
             self.output.show(line)
 
-    async def wait_for(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        """The next event `predicate` accepts (TalkError when the connection ends first)."""
+    async def wait_for(
+        self, predicate: Callable[[dict[str, Any]], bool], after: int = 0
+    ) -> dict[str, Any]:
+        """The first event after number `after` that `predicate` accepts (TalkError when the
+        connection ends first)."""
+        for number, event in self.recent:
+            if number > after and predicate(event):
+                return event
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         entry = (predicate, future)
         self.waiters.append(entry)
@@ -308,20 +323,21 @@ class Talk:
 
     async def set_nick(self, nick: str) -> None:
         """Take a nickname (TalkError with the server's reason when refused)."""
-        old = self.nick
+        old, after = self.nick, self.count
         await self.send({"type": "nick", "nick": nick})
         event = await self.wait_for(
-            lambda e: (e.get("type") == "nick" and e.get("from") == old) or _refusal(e)
+            lambda e: (e.get("type") == "nick" and e.get("from") == old) or _refusal(e), after
         )
         if event["type"] == "error":
             raise TalkError(str(event.get("message")))
 
     async def join(self, room: str) -> None:
         """Enter a room and write there from now on (TalkError when refused)."""
-        wanted = room.strip().removeprefix("#").lower()
+        wanted, after = room.strip().removeprefix("#").lower(), self.count
         await self.send({"type": "join", "room": wanted})
         event = await self.wait_for(
-            lambda e: (e.get("type") == "joined" and e.get("room") == wanted) or _refusal(e)
+            lambda e: (e.get("type") == "joined" and e.get("room") == wanted) or _refusal(e),
+            after,
         )
         if event["type"] == "error":
             raise TalkError(str(event.get("message")))
