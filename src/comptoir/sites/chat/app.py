@@ -117,7 +117,13 @@ class ChatSite:
             return
         if not self.started:
             await self.start()
-        await self.site(scope, receive, send)
+        try:
+            await self.site(scope, receive, send)
+        except ChatError as exc:
+            # The hub is gone (hub.py): the API says so with a 503, not a 500.
+            if scope["type"] != "http" or exc.code != "unavailable":
+                raise
+            await _json({"error": exc.message}, 503)(scope, receive, send)
 
     # WebSocket ---------------------------------------------------------------------------
 

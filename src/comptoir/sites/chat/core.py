@@ -21,8 +21,9 @@ from comptoir.sites.chat.text import DEFAULT_ROOM, nick_key
 if TYPE_CHECKING:
     from comptoir.sites.chat import ChatOptions
 
-# Rooms one site may have at once (in history or with members): a client creating rooms in a
-# loop meets this, not the memory's end.
+# Rooms one site may have at once (declared, with members, or with messages kept): a client
+# creating rooms in a loop meets this, not the memory's end. A room left by its last member
+# without a message is forgotten, so joining and leaving thousands uses none of them.
 MAX_ROOMS = 1000
 
 
@@ -77,7 +78,8 @@ class ChatCore:
         self.members: dict[str, Member] = {}  # nick_key → member
         self.presence: dict[str, dict[str, str]] = {r: {} for r in self.declared}
         self.per_client: dict[str, int] = {}
-        self.known_rooms: set[str] = set(self.declared) | set(history.rooms())
+        self.spoken: set[str] = set(history.rooms())  # rooms with a message
+        self.known_rooms: set[str] = set(self.declared) | self.spoken
         self._ids = itertools.count(1)
         self._guests = itertools.count(1)
 
@@ -195,6 +197,9 @@ class ChatCore:
         member.rooms.discard(room)
         people = self.presence.get(room, {})
         people.pop(nick_key(member.nick), None)
+        if not people and room not in self.declared and room not in self.spoken:
+            self.known_rooms.discard(room)
+            self.presence.pop(room, None)
         self._emit({"type": "leave", "ts": self._ts(), "room": room, "from": member.nick})
 
     def who(self, room: str) -> list[str]:
@@ -227,6 +232,7 @@ class ChatCore:
     def post(self, nick: str, room: str, text: str) -> Event:
         """A message to a room (stored, numbered, sent to everyone in it)."""
         self._room(room)
+        self.spoken.add(room)
         event = self.history.append(room, nick, text)
         self._emit(event)
         return event

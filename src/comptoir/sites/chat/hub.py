@@ -164,7 +164,9 @@ class HubBroker:
         except (ValueError, ConnectionError):
             pass
         finally:
-            self.writer = None
+            writer, self.writer = self.writer, None
+            if writer is not None:
+                writer.close()
             for future in self.pending.values():
                 if not future.done():
                     future.set_exception(ChatError("unavailable", "the chat is not available"))

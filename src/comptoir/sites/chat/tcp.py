@@ -5,7 +5,9 @@ client sends is a `/command` (commands.py) or a message to its current room; eac
 as one line (protocol.line). Lines are UTF-8 (invalid bytes replaced), control characters removed;
 a line longer than `--max-message` is refused and skipped up to its end, and a client silent for
 `--idle-timeout` is disconnected, so one that sends without newlines for minutes holds at most
-one line's bytes. With a server password, the client must give it first.
+one line's bytes. A line begun must also end within `--idle-timeout`: a byte now and then keeps
+a connection alive, never an unfinished line. With a server password, the client must give it
+first.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ RECENT = 20
 # Bytes of lines waiting for a client that does not read, before it is disconnected.
 BACKLOG = 256 * 1024
 PASSWORD_TRIES = 3
+
+
+class LineTimeout(Exception):
+    """A line begun and not ended in time (the message is the client's last line)."""
 
 
 class ChatTCP:
@@ -87,6 +93,8 @@ class ChatTCP:
         self.clients.add(client)
         try:
             await client.run()
+        except LineTimeout as exc:
+            client.write(str(exc))
         except (ConnectionError, TimeoutError):
             pass
         finally:
@@ -112,6 +120,7 @@ class TCPClient:
         self.current = DEFAULT_ROOM
         self.closed = False
         self.buffer = b""
+        self.line_started = 0.0  # when the first byte of the unfinished line in `buffer` came
 
     def write(self, text: str) -> None:
         """Send one line (a client too slow to read its lines is disconnected)."""
@@ -177,8 +186,12 @@ class TCPClient:
         self.write(f"* you are now {self.nick}")
 
     async def readline(self) -> str | None:
-        """The next line (None at the end), within the idle timeout and the line limit."""
+        """The next line (None at the end), within the idle timeout and the line limit; a line
+        begun must end within the idle timeout too (a byte now and then keeps a connection, not
+        an unfinished line: LineTimeout)."""
         limit = self.door.options.max_message
+        idle = self.door.options.idle_timeout
+        loop = asyncio.get_running_loop()
         while True:
             end = self.buffer.find(b"\n")
             if end >= 0:
@@ -192,19 +205,33 @@ class TCPClient:
                 self.write(f"! line longer than {limit} bytes: not sent")
                 await self._skip_line()
                 continue
-            chunk = await asyncio.wait_for(
-                self.reader.read(64 * 1024), self.door.options.idle_timeout
-            )
+            wait = idle
+            if self.buffer:
+                wait = self.line_started + idle - loop.time()
+                if wait <= 0:
+                    raise LineTimeout(f"! line not finished within {idle:g} s: disconnected")
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(64 * 1024), wait)
+            except TimeoutError:
+                if self.buffer:
+                    continue  # the line's own deadline, said above
+                raise
             if not chunk:
                 return None
+            if not self.buffer:
+                self.line_started = loop.time()
             self.buffer += chunk
 
     async def _skip_line(self) -> None:
         self.buffer = b""
+        idle = self.door.options.idle_timeout
+        loop = asyncio.get_running_loop()
         while True:
-            chunk = await asyncio.wait_for(
-                self.reader.read(64 * 1024), self.door.options.idle_timeout
-            )
+            wait = self.line_started + idle - loop.time()
+            try:
+                chunk = await asyncio.wait_for(self.reader.read(64 * 1024), max(wait, 0))
+            except TimeoutError:
+                raise LineTimeout(f"! line not finished within {idle:g} s: disconnected") from None
             if not chunk:
                 raise ConnectionError
             end = chunk.find(b"\n")
