@@ -32,6 +32,8 @@ OPERATIONS = frozenset(
         "rooms",
         "users",
         "online",
+        "token",
+        "resume",
     }
 )
 

@@ -10,6 +10,7 @@ connections it concerns. A subscriber that goes away takes its nicknames and pre
 from __future__ import annotations
 
 import itertools
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 # creating rooms in a loop meets this, not the memory's end. A room left by its last member
 # without a message is forgotten, so joining and leaving thousands uses none of them.
 MAX_ROOMS = 1000
+# How long a connection gone may be resumed (its nickname and direct messages) with its token.
+RESUME_FOR = 3600.0
 
 
 class ChatError(Exception):
@@ -44,6 +47,7 @@ class Member:
     subscriber: int
     client: str
     rooms: set[str] = field(default_factory=set)
+    token: str | None = None  # what resumes it once gone (`token`, `resume`)
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,9 @@ class ChatCore:
         self.members: dict[str, Member] = {}  # nick_key → member
         self.presence: dict[str, dict[str, str]] = {r: {} for r in self.declared}
         self.per_client: dict[str, int] = {}
+        # token → (nickname, until when, the last id when it left): connections gone that may
+        # be resumed, oldest first.
+        self.resumable: dict[str, tuple[str, float, int]] = {}
         self.spoken: set[str] = set(history.rooms())  # rooms with a message
         self.known_rooms: set[str] = set(self.declared) | self.spoken
         self._ids = itertools.count(1)
@@ -132,6 +139,36 @@ class ChatCore:
             self.per_client.pop(member.client, None)
         for room in sorted(member.rooms):
             self._leave(member, room)
+        if member.token is not None:
+            now = self.now()
+            gone = (member.nick, now + RESUME_FOR, self.history.last_id())
+            self.resumable[member.token] = gone
+            # Oldest first: the expired, then any beyond one per connection the chat holds.
+            for token, (_, until, _) in list(self.resumable.items()):
+                if until > now and len(self.resumable) <= self.limits.max_connections:
+                    break
+                del self.resumable[token]
+
+    def token(self, nick: str) -> str:
+        """A secret that lets this connection, once gone, be resumed (`resume`)."""
+        member = self._member(nick)
+        if member.token is None:
+            member.token = secrets.token_urlsafe(18)
+        return member.token
+
+    def resume(self, nick: str, token: str) -> tuple[str, int] | None:
+        """The connection `nick` is the one `token` was given to: it takes back that nickname
+        (a `nick` event). (The nickname, the last id when that connection left), or None for a
+        token unknown or expired; ChatError `nick_taken` when someone holds the name now."""
+        found = self.resumable.get(token)
+        if found is None or found[1] < self.now():
+            self.resumable.pop(token, None)
+            return None
+        old, _, upto = found
+        if nick_key(old) != nick_key(nick):
+            self.rename(nick, old)
+        del self.resumable[token]
+        return old, upto
 
     def _member(self, nick: str) -> Member:
         member = self.members.get(nick_key(nick))

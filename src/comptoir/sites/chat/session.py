@@ -82,6 +82,9 @@ class ChatSession:
         self.rooms: dict[str, RoomState] = {}
         self.current = DEFAULT_ROOM  # where a plain client's lines go
         self.dm_seen = 0
+        self.dm_pending: list[Outgoing] | None = None  # direct messages held while recovering
+        self.token: str | None = None  # what resumes this connection once gone (`welcome`)
+        self.resumed_upto = 0  # the last id when the connection resumed left
         options = runtime.options
         self.outbox = Outbox(
             self._send, options.queue_bytes, options.queue_messages, options.send_timeout
@@ -113,6 +116,12 @@ class ChatSession:
         """An event of the site for this connection (from the fan-out; never waits)."""
         kind = out.event["type"]
         if kind == "dm":
+            if self.dm_pending is not None:
+                if len(self.dm_pending) >= self.outbox.max_frames:
+                    self.close(POLICY, TOO_SLOW)
+                    return
+                self.dm_pending.append(out)
+                return
             if out.id is not None and out.id <= self.dm_seen:
                 return
             self.dm_seen = out.id or self.dm_seen
@@ -176,8 +185,14 @@ class ChatSession:
                 await asyncio.wait_for(self.ws.close(code, reason), CLOSE_WAIT)
 
     async def _read(self, last_id: int | None) -> None:
+        token = self.ws.query_params.get("resume")
+        problem = await self._resume(token[:64]) if token else None
         if self.json:
-            await self.reply(self.welcome())
+            await self._welcome()
+        if token:
+            if problem is not None:
+                await self.reply(problem)
+            await self._recover_direct(last_id if problem is None else None)
         await self.join(DEFAULT_ROOM, last_id)
         first = True
         idle = self.runtime.options.idle_timeout
@@ -210,7 +225,7 @@ class ChatSession:
                 return
             if first and not self.json and looks_like_json(text):
                 self.json = True
-                await self.reply(self.welcome())
+                await self._welcome()
             first = False
             if not text.strip():
                 continue  # an empty frame keeps the connection alive
@@ -237,12 +252,44 @@ class ChatSession:
             )
         return False
 
+    async def _welcome(self) -> None:
+        if self.token is None:
+            self.token = await self.runtime.broker.call("token", self.nick)
+        await self.reply(self.welcome())
+
+    async def _resume(self, token: str) -> Event | None:
+        """Take back the nickname of the connection `token` was given to (`?resume=`); None, or
+        the error event saying why not. Direct messages wait meanwhile (`_recover_direct`)."""
+        self.dm_pending = []
+        try:
+            found = await self.runtime.broker.call("resume", self.nick, token)
+        except ChatError as exc:  # its nickname is someone else's now
+            return error(exc.code, f"cannot resume: {exc.message}")
+        if found is None:
+            return error("bad_resume", "cannot resume: unknown or expired token")
+        self.nick, self.resumed_upto = found
+        return None
+
+    async def _recover_direct(self, last_id: int | None) -> None:
+        """The direct messages to or from this nickname after `last_id`, then those that came
+        while they were read, each once."""
+        if last_id is not None:
+            for event in self.runtime.history.direct_after(self.nick, last_id, RECOVER_MAX):
+                if event["id"] > self.resumed_upto:
+                    break  # to whoever held the nickname after that connection left
+                await self.reply(event)
+                self.dm_seen = max(self.dm_seen, event["id"])
+        pending, self.dm_pending = self.dm_pending or [], None
+        for out in pending:
+            self.receive(out)
+
     def welcome(self) -> Event:
-        """The first JSON event: who the connection is and what it may send."""
+        """The first JSON event: who the connection is, what it may send, how to resume it."""
         options = self.runtime.options
         return {
             "type": "welcome",
             "nick": self.nick,
+            "resume": self.token,
             "protocol": SUBPROTOCOL,
             "version": VERSION,
             "rooms": sorted(self.rooms) or [DEFAULT_ROOM],
