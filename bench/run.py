@@ -58,6 +58,11 @@ WRK_REPORT = BENCH_DIR / "wrk_report.lua"
 TCP_CLIENT = BENCH_DIR / "tcp_echo_client.py"
 WS_CLIENT = BENCH_DIR / "ws_echo_client.py"
 WEBSOCKETS = "websockets==17.4"
+# The chat scenarios: their load (chat_load.py) and the bare broadcast server they compare
+# comptoir with (chat_peer.py), both from the peers' venv, on the uvloop comptoir runs.
+CHAT_LOAD = BENCH_DIR / "chat_load.py"
+CHAT_PEER = BENCH_DIR / "chat_peer.py"
+CHAT_SUBPROTOCOL = "comptoir.chat.v1"
 # Peers that come from PyPI live in their own throwaway venv, never in comptoir's lock file.
 PEERS_VENV = BENCH_DIR / ".venv-peers"
 COPYPARTY = "copyparty==1.20.26"
@@ -147,6 +152,19 @@ class Options:
     peers_venv: Path
     output: Path | None
     keep: bool
+    # The chat scenarios (chat_load.py): clients, rates (messages/s) and seconds.
+    chat_clients: int = 1000
+    chat_rates: str = "2,4,6,8,12,16,24,32,48,64,96,128"
+    chat_step: float = 3.0
+    chat_idle: int = 10_000
+    chat_hold: float = 5.0
+    chat_slow_clients: int = 20
+    chat_slow_rate: float = 100.0
+    chat_slow_size: int = 3000
+    chat_slow_duration: float = 20.0
+    chat_missed: int = 1000
+    chat_runs: int = 3
+    chat_connect_max: float = 120.0
 
 
 @dataclass
@@ -208,6 +226,8 @@ class Launch:
     parse_probe: list[str] | None = None
     # Paths a scenario loads that this server has no equivalent of, and why (not measured).
     lacks: dict[str, str] = field(default_factory=dict)
+    # A WebSocket subprotocol the chat scenarios' clients offer (comptoir's JSON).
+    subprotocol: str | None = None
 
 
 @dataclass
@@ -735,6 +755,70 @@ def pypi_versions(*names: str) -> Callable[[Bench], str]:
     return version
 
 
+# --- the chat scenarios' servers ----------------------------------------------------------------
+#
+# Each chat scenario starts its servers afresh (its own mode), so that one's memory figure is not
+# another's: the fan-out's messages are not in the idle scenario's RSS.
+CHAT_MODES = ("chat-fanout", "chat-idle", "chat-slow", "chat-recovery")
+
+
+def chat_capacity(bench: Bench) -> int:
+    """Connections a chat server is asked to hold at most: the largest scenario, and room."""
+    o = bench.options
+    return max(o.chat_clients, o.chat_idle, o.chat_slow_clients) + 512
+
+
+def comptoir_chat(bench: Bench, port: int) -> Launch:
+    """`comptoir chat` with its defaults — history (a file in the scratch folder), presence,
+    --rate 20/s, --max-per-ip 20, the queues — but the capacity: --max-connections and
+    --worker-connections fit the largest scenario (10,000 idle: 4,096 and 10,000 by default).
+    The clients come from many loopback addresses, 20 each (chat_load.py), so --max-per-ip and
+    --max-client-requests stay as they are. comptoir keeps 4 descriptors per connection within
+    the open-files limit: the hard limit is raised here when allowed (root), else said."""
+    capacity = chat_capacity(bench)
+    soft, _ = raise_open_files_limit(4 * capacity + 256)
+    if soft < 4 * capacity + 256:
+        print(
+            f"  open-files limit {soft}: comptoir will hold fewer than {capacity:,} connections",
+            flush=True,
+        )
+    history = bench.workdir / f"chat-{port}.sqlite3"
+    argv = _comptoir(port, "chat", "--history", str(history))
+    argv += ["--max-connections", str(capacity), "--worker-connections", str(capacity)]
+    return Launch(
+        argv,
+        ready_path="/api/rooms",
+        warmup_path=None,
+        paths={"chat": "/ws"},
+        subprotocol=CHAT_SUBPROTOCOL,
+    )
+
+
+def websockets_peer(bench: Bench, port: int) -> Launch:
+    """chat_peer.py: `websockets.broadcast` of every text message to every client."""
+    raise_open_files_limit(chat_capacity(bench) + 256)
+    argv = [str(peers_python(bench)), str(CHAT_PEER), "--host", HOST, "--port", str(port)]
+    return Launch(argv, ready_path="/healthz", warmup_path=None, paths={"chat": "/"})
+
+
+def prepare_chat(bench: Bench) -> None:
+    """The `websockets` library in the peers' venv (for chat_load.py and chat_peer.py), with
+    the uvloop comptoir's venv has, so that the peer and the load run on comptoir's loop."""
+    install_peer(bench, WEBSOCKETS)
+    uvloop = _installed_version(Path(sys.executable), "uvloop")
+    if uvloop:
+        install_peer(bench, f"uvloop=={uvloop}")
+
+
+def prepare_comptoir(bench: Bench) -> None:
+    """What comptoir's selected modes need made once: the api's table cache, the chat's client."""
+    modes = modes_of(bench.options.scenarios)
+    if "api" in modes:
+        prepare_comptoir_api(bench)
+    if modes & set(CHAT_MODES):
+        prepare_chat(bench)
+
+
 COMPTOIR_MODES: dict[str, LaunchFn] = {
     "static": comptoir_static,
     "share": comptoir_share_file,
@@ -744,6 +828,7 @@ COMPTOIR_MODES: dict[str, LaunchFn] = {
     "tcp": comptoir_tcp_echo,
     "ws": lambda bench, port: replace(comptoir_echo(bench, port), paths={"ws": "/websocket/echo"}),
     "api": comptoir_api,
+    **dict.fromkeys(CHAT_MODES, comptoir_chat),
 }
 # Servers run when --servers is not given; the others are for comparisons asked by name.
 DEFAULT_SERVERS = (
@@ -758,6 +843,8 @@ DEFAULT_SERVERS = (
     "datasette",
     "json-server",
     "fastapi-pandas",
+    # Only in the chat scenarios (not run by default: --scenarios chat).
+    "websockets-peer",
 )
 
 SERVERS: dict[str, ServerSpec] = {
@@ -772,9 +859,7 @@ SERVERS: dict[str, ServerSpec] = {
         ServerSpec(
             "comptoir",
             COMPTOIR_MODES,
-            prepare=lambda bench: (
-                prepare_comptoir_api(bench) if "api" in modes_of(bench.options.scenarios) else None
-            ),
+            prepare=prepare_comptoir,
             version=comptoir_version,
         ),
         # Not a peer: the engine's ceiling for any ASGI app (floor_app.py), for reading the ratios.
@@ -834,6 +919,13 @@ SERVERS: dict[str, ServerSpec] = {
             {"api": fastapi_api},
             prepare=prepare_fastapi,
             version=pypi_versions("fastapi", "uvicorn", "pandas"),
+        ),
+        ServerSpec(
+            "websockets-peer",
+            # No history: nothing to recover, so no chat-recovery.
+            dict.fromkeys(CHAT_MODES[:3], websockets_peer),
+            prepare=prepare_chat,
+            version=pypi_versions("websockets", "uvloop"),
         ),
     )
 }
@@ -1537,6 +1629,170 @@ def api_export(bench: Bench, server: Running) -> Measurement:
     return m
 
 
+# --- chat scenarios ----------------------------------------------------------------------------
+
+
+def _chat_load(
+    bench: Bench,
+    server: Running,
+    scenario: str,
+    args: Sequence[str],
+    timeout: float,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> tuple[dict[str, Any], MemorySampler]:
+    """Run chat_load.py (pinned like wrk) against the server: its `done` event, with every
+    event before it under "events" (each with the server's RSS when it came), and the memory
+    sampler of the whole run."""
+    url = f"ws://{HOST}:{server.port}{server.path('chat')}"
+    argv = [str(peers_python(bench)), str(CHAT_LOAD), scenario, "--url", url, *args]
+    if server.launch.subprotocol:
+        argv += ["--subprotocol", server.launch.subprotocol]
+    # Connecting, and what it makes (comptoir's presence), each within --chat-connect-max.
+    argv += ["--connect-max", str(bench.options.chat_connect_max)]
+    argv += ["--settle-max", str(bench.options.chat_connect_max)]
+    events: list[dict[str, Any]] = []
+    done: dict[str, Any] | None = None
+    with MemorySampler(server.proc.pid) as mem:
+        proc = subprocess.Popen(
+            bench.client(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        # chat_load bounds each wait; this bounds the whole, whatever happens.
+        killer = threading.Timer(timeout, proc.kill)
+        killer.start()
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    event["server_rss_kb"] = tree_memory_kb(server.proc.pid)[0]
+                    if on_event is not None:
+                        on_event(event)
+                    if event["event"] == "done":
+                        done = event
+                    else:
+                        events.append(event)
+                        _chat_progress(event)
+            stderr = proc.stderr.read() if proc.stderr else ""
+            proc.wait()
+        finally:
+            killer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    if done is None:
+        said = next((e["reason"] for e in events if e["event"] == "error"), stderr.strip()[-300:])
+        raise BenchError(f"chat client failed (exit {proc.returncode}): {said}")
+    done["events"] = events
+    return done, mem
+
+
+def _chat_progress(event: dict[str, Any]) -> None:
+    """A line of the progress output for a step of the fan-out or the slow consumer."""
+    if event["event"] != "step":
+        return
+    p99 = event["p99_ms"]
+    print(
+        f"\n    {event.get('name', '')} {event['rate']:g} msg/s:"
+        f" {event['deliveries_per_s']:,.0f} deliveries/s,"
+        f" p99 {'-' if p99 is None else f'{p99:.1f}'} ms, {event['lost']} lost,"
+        f" client CPU {event['client_cpu']:.0%}",
+        end="",
+        flush=True,
+    )
+
+
+def _chat_measurement(
+    value: float | None, errors: int, mem: MemorySampler, detail: dict[str, Any]
+) -> Measurement:
+    return Measurement(
+        value=value,
+        errors=errors,
+        peak_rss_kb=mem.peak_rss_kb,
+        peak_pss_kb=mem.peak_pss_kb,
+        detail=detail,
+    )
+
+
+def chat_fanout(bench: Bench, server: Running) -> Measurement:
+    """--chat-clients clients in one room; senders post at each of --chat-rates in turn
+    (--chat-step s each); the value is the most deliveries/s with p99 <= 100 ms, none lost."""
+    o = bench.options
+    args = ["--clients", str(o.chat_clients), "--rates", o.chat_rates, "--step", str(o.chat_step)]
+    steps = len(o.chat_rates.split(","))
+    timeout = 3 * o.chat_connect_max + steps * (o.chat_step + 10) + 60
+    done, mem = _chat_load(bench, server, "fanout", args, timeout)
+    failures = sum(done["connect_failures"].values())
+    if not done["limit_reached"]:
+        print("\n    every rate met the bound: add higher ones to --chat-rates", end="")
+    if done["deliveries_per_s"] is None:
+        first = done["steps"][0] if done["steps"] else {}
+        done["error"] = f"no rate met p99 <= 100 ms with nothing lost: {first}"
+    return _chat_measurement(done["deliveries_per_s"], failures, mem, done)
+
+
+def chat_idle(bench: Bench, server: Running) -> Measurement:
+    """--chat-idle connections opened 100 at a time, held --chat-hold s, each then pinged: the
+    value is the handshakes/s; errors, the connections that did not answer (or never opened)."""
+    o = bench.options
+    args = ["--clients", str(o.chat_idle), "--hold", str(o.chat_hold)]
+    timeout = 3 * o.chat_connect_max + o.chat_hold + 120
+    done, mem = _chat_load(bench, server, "idle", args, timeout)
+    holding = next((e for e in done["events"] if e["event"] == "holding"), {})
+    done["holding_rss_kb"] = holding.get("server_rss_kb")
+    done["server_sockets_end"] = tree_sockets(server.proc.pid)
+    value = done["handshakes_per_s"] if done["connected"] else None
+    return _chat_measurement(value, done["errors"], mem, done)
+
+
+def chat_slow(bench: Bench, server: Running) -> Measurement:
+    """--chat-slow-clients clients receive --chat-slow-rate messages/s of --chat-slow-size
+    bytes for --chat-slow-duration s; then one client that never reads joins and the load runs
+    again. The value is the others' p99 with it; the detail has it without, and the server's
+    RSS growth while it was there against the bytes of the messages it was sent."""
+    o = bench.options
+    args = ["--clients", str(o.chat_slow_clients), "--rate", str(o.chat_slow_rate)]
+    args += ["--size", str(o.chat_slow_size), "--duration", str(o.chat_slow_duration)]
+    phase: dict[str, Any] = {}
+
+    def on_event(event: dict[str, Any]) -> None:
+        # The memory while the slow client is there, apart from the rest.
+        if event["event"] == "phase" and event["name"] == "with":
+            phase["start_kb"] = event["server_rss_kb"]
+            phase["sampler"] = MemorySampler(server.proc.pid).__enter__()
+        elif event["event"] == "step" and event.get("name") == "with" and "sampler" in phase:
+            phase["sampler"].__exit__(None, None, None)
+
+    timeout = o.chat_connect_max + 2 * o.chat_slow_duration + 180
+    try:
+        done, mem = _chat_load(bench, server, "slow", args, timeout, on_event)
+    finally:
+        if "sampler" in phase and phase["sampler"]._thread.is_alive():
+            phase["sampler"].__exit__(None, None, None)
+    with_slow = done["with"]
+    if "sampler" in phase:
+        done["rss_with_start_kb"] = phase["start_kb"]
+        done["rss_growth_kb"] = max(0, phase["sampler"].peak_rss_kb - phase["start_kb"])
+    done["bytes"] = with_slow["sent"] * o.chat_slow_size
+    done["p99_without_ms"] = done["without"]["p99_ms"]
+    value = with_slow["p99_ms"]
+    if value is None:
+        done["error"] = "no message reached the other clients with the slow consumer there"
+    return _chat_measurement(value, with_slow["lost"], mem, done)
+
+
+def chat_recovery(bench: Bench, server: Running) -> Measurement:
+    """A client notes its last id, goes away, --chat-missed messages are posted, and it comes
+    back with `?last_id=`: seconds until it has them all (median of --chat-runs), each run
+    checked (in order, exactly the missed ones)."""
+    o = bench.options
+    args = ["--missed", str(o.chat_missed), "--runs", str(o.chat_runs)]
+    timeout = o.chat_runs * (o.chat_missed / 15 + 90) + 60
+    done, mem = _chat_load(bench, server, "recovery", args, timeout)
+    if done["seconds"] is None:
+        done["error"] = next((r["problem"] for r in done["runs"] if r["problem"]), "no run")
+    return _chat_measurement(done["seconds"], done["errors"], mem, done)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One measurement, run against every server that supports its mode."""
@@ -1557,18 +1813,43 @@ class Scenario:
     def heading(self, options: Options | None = None) -> str:
         """The title with the run's sizes filled in (placeholders without options)."""
         if options is None:
-            return self.title.format(large="large", files="N", tcp="N", rows="N", after="N")
+            return self.title.format(
+                large="large", files="N", tcp="N", rows="N", after="N", chat="N", idle="N"
+            )
         return self.title.format(
             large=size_label(options.large_mb),
             files=f"{options.zip_files:,}",
             tcp=f"{options.tcp_connections:,}",
             rows=f"{options.api_rows:,}",
             after=f"{options.api_rows * 9 // 10:,}",
+            chat=f"{options.chat_clients:,}",
+            idle=f"{options.chat_idle:,}",
         )
 
     def better(self, mine: float, theirs: float) -> float:
         """How many times better `mine` is than `theirs` (a rate: higher; a time: lower)."""
         return mine / theirs if self.higher_is_better else theirs / mine
+
+
+def chat_scenario(
+    name: str,
+    title: str,
+    unit: str,
+    run: Callable[[Bench, Running], Measurement],
+    *,
+    lower: int | None = None,
+) -> Scenario:
+    """A chat scenario: its own mode (servers started afresh), compared with comptoir."""
+    return Scenario(
+        name,
+        "chat: " + title,
+        unit,
+        run,
+        name,
+        decimals=lower or 0,
+        reference="comptoir",
+        higher_is_better=lower is None,
+    )
 
 
 def api_scenario(
@@ -1643,12 +1924,25 @@ SCENARIOS: dict[str, Scenario] = {
         api_scenario(
             "api-export", "whole table as CSV, curl, median", "MB/s", api_export, path="export"
         ),
+        chat_scenario(
+            "chat-fanout", "fan-out, {chat} clients, p99 <= 100 ms", "deliv/s", chat_fanout
+        ),
+        chat_scenario("chat-idle", "{idle} idle clients, handshakes", "conn/s", chat_idle),
+        chat_scenario("chat-slow", "one slow consumer: others' p99", "ms", chat_slow, lower=1),
+        chat_scenario(
+            "chat-recovery", "1,000 missed, back with last_id", "s", chat_recovery, lower=3
+        ),
     )
 }
 # What `--scenarios` takes besides names: `api` is every api scenario, and echo's /get (the
 # engine floor of the by-id target, measured in the same run).
-GROUPS = {"api": (*(n for n in SCENARIOS if n.startswith("api-")), "echo")}
-DEFAULT_SCENARIOS = tuple(n for n in SCENARIOS if SCENARIOS[n].mode != "api")
+GROUPS = {
+    "api": (*(n for n in SCENARIOS if n.startswith("api-")), "echo"),
+    "chat": tuple(n for n in SCENARIOS if n.startswith("chat-")),
+}
+DEFAULT_SCENARIOS = tuple(
+    n for n in SCENARIOS if SCENARIOS[n].mode != "api" and not n.startswith("chat-")
+)
 
 
 # --- targets ---------------------------------------------------------------------------------
@@ -1666,7 +1960,8 @@ class Target:
     # "versus" (comptoir >= bound x comptoir's own figure in the scenario named by `peer`),
     # "value" (>= bound), "at_most" (value <= bound), "errors" (<= bound), "rss_mb" (<= bound),
     # "worker_rss_csv" (the largest process's peak RSS in every api scenario <= bound x the
-    # CSV's size), "flat_rss" (growth during the scenario <= bound x the bytes sent)
+    # CSV's size), "flat_rss" (growth during the scenario <= bound x the bytes sent), "within"
+    # (value <= bound x the figure its detail holds under the name `peer`)
     kind: str
     bound: float
     peer: str = ""
@@ -1703,6 +1998,12 @@ class Target:
             ]
             ratio = max(peaks) * 1024 / mine.detail["csv_bytes"]
             return f"{ratio:.2f}x", ratio <= self.bound
+        if self.kind == "within":
+            reference = mine.detail.get(self.peer)
+            if not reference:
+                return None
+            ratio = mine.value / reference
+            return f"{ratio:.2f}x", ratio <= self.bound
         if self.kind == "flat_rss":
             growth = mine.detail["rss_growth_kb"] * 1024
             shown = f"+{growth / MB:.0f} MB"
@@ -1737,6 +2038,15 @@ TARGETS = (
     Target("api: facet <= 50 ms", "api-facet", "at_most", 50),
     Target("api: CSV export >= 100 MB/s", "api-export", "value", 100),
     Target("api: CSV export, RSS flat (+<= 10% of the bytes)", "api-export", "flat_rss", 0.1),
+    Target("chat fan-out >= 1.0x websockets-peer", "chat-fanout", "ratio", 1.0, "websockets-peer"),
+    Target("chat fan-out: peak RSS <= 200 MB", "chat-fanout", "rss_mb", 200),
+    Target("chat idle: zero errors", "chat-idle", "errors", 0),
+    Target("chat idle: peak RSS <= 1 GB", "chat-idle", "rss_mb", 1000),
+    Target(
+        "chat slow consumer: others' p99 <= 2x without", "chat-slow", "within", 2, "p99_without_ms"
+    ),
+    Target("chat slow consumer: RSS growth <= 0.5x its bytes", "chat-slow", "flat_rss", 0.5),
+    Target("chat recovery of 1,000 missed <= 1 s", "chat-recovery", "at_most", 1.0),
 )
 # The issue's target that has nothing to measure yet.
 NOT_MEASURED = {
@@ -2099,7 +2409,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         "--scenarios",
         type=_names(list(SCENARIOS), GROUPS),
         default=",".join(DEFAULT_SCENARIOS),
-        help="%(default)s; also api (every api scenario and echo)",
+        help="%(default)s; also api (every api scenario and echo), chat (every chat scenario)",
     )
     # wrk takes whole seconds only.
     p.add_argument("--duration", type=int, default=10, help="seconds per wrk run: %(default)s")
@@ -2118,6 +2428,23 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     p.add_argument("--tcp-hold", type=float, default=3.0, help="'tcp' hold, s: %(default)s")
     p.add_argument("--api-rows", type=int, default=1_000_000, help="api table rows: %(default)s")
     p.add_argument("--api-runs", type=int, default=2, help="api CSV exports: %(default)s")
+    chat = Options.__dataclass_fields__
+    for name, kind, what in (
+        ("chat_clients", int, "clients of the chat fan-out"),
+        ("chat_rates", str, "messages/s of the fan-out, in turn"),
+        ("chat_step", float, "s per fan-out rate"),
+        ("chat_idle", int, "idle chat clients"),
+        ("chat_hold", float, "s the idle clients are held"),
+        ("chat_slow_clients", int, "clients beside the slow consumer"),
+        ("chat_slow_rate", float, "messages/s with the slow consumer"),
+        ("chat_slow_size", int, "bytes of text of those messages"),
+        ("chat_slow_duration", float, "s without it, then with it"),
+        ("chat_missed", int, "messages a recovering client missed"),
+        ("chat_runs", int, "recovery runs"),
+        ("chat_connect_max", float, "s for a chat scenario's handshakes"),
+    ):
+        flag = "--" + name.replace("_", "-")
+        p.add_argument(flag, type=kind, default=chat[name].default, help=what + ": %(default)s")
     p.add_argument("--rounds", type=int, default=1, help="median over rounds: %(default)s")
     p.add_argument("--server-cpus", default=server_cpus, help="taskset list: %(default)s")
     p.add_argument("--client-cpus", default=client_cpus, help="taskset list: %(default)s")
@@ -2133,6 +2460,10 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         )
     if a.api_rows < 1000 or a.api_runs <= 0:
         p.error("--api-rows must be at least 1000 (pages of 50 after row 0.9 x N), --api-runs > 0")
+    chat_counts = (a.chat_clients, a.chat_idle, a.chat_slow_clients, a.chat_missed, a.chat_runs)
+    chat_times = (a.chat_step, a.chat_slow_rate, a.chat_slow_size, a.chat_slow_duration)
+    if min(chat_counts) <= 0 or min(chat_times) <= 0 or a.chat_hold < 0:
+        p.error("the --chat-* counts, rates, sizes and durations must be positive")
     if a.zip_files < 0 or a.tcp_hold < 0:
         p.error("--zip-files and --tcp-hold cannot be negative")
     if a.small_connections < 2 or a.connections < 2:
@@ -2158,6 +2489,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         peers_venv=a.peers_venv.resolve(),
         output=a.output,
         keep=a.keep,
+        **{name: getattr(a, name) for name in Options.__dataclass_fields__ if name[:5] == "chat_"},
     )
 
 
