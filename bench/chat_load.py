@@ -243,11 +243,13 @@ class Client(asyncio.Protocol):
         """Whether the connection is open (handshake done, no close seen)."""
         return not self.lost and self.proto.state is State.OPEN
 
-    def send(self, text: str) -> None:
-        """Send a text frame (dropped when the connection is gone)."""
-        if self.open:
-            self.proto.send_text(text.encode())
-            self._flush()
+    def send(self, text: str) -> bool:
+        """Send a text frame; False when the connection is gone (nothing sent)."""
+        if not self.open:
+            return False
+        self.proto.send_text(text.encode())
+        self._flush()
+        return True
 
     def ping(self) -> None:
         """Send a ping frame."""
@@ -370,8 +372,7 @@ async def send_paced(
             delay = at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            client.send(make(marked(step, sent, size)))
-            sent += 1
+            sent += client.send(make(marked(step, sent, size)))
             k += 1
 
     start_all = time.monotonic()
@@ -397,16 +398,20 @@ async def run_step(
     sender_rate: float,
     make: Callable[[str], str],
     drain_s: float,
-    receivers: int | None = None,
 ) -> dict[str, Any]:
-    """One rate for `duration` s: deliveries/s, latency percentiles, losses, client CPU."""
-    n_senders = min(len(clients), max(1, math.ceil(rate / sender_rate)))
-    senders = clients[:n_senders]
+    """One rate for `duration` s: deliveries/s, latency percentiles, losses, client CPU. Each
+    message is expected at every client still open when the step starts (those the server
+    closed before are counted apart, as `closed`)."""
+    live = [c for c in clients if c.open]
+    if not live:
+        raise ConnectionError("the server closed every connection")
+    n_senders = min(len(live), max(1, math.ceil(rate / sender_rate)))
+    senders = live[:n_senders]
     limited = stats.rate_limited
     cpu0, t0 = cpu_seconds(), time.monotonic()
     sent = await send_paced(senders, rate, duration, step, size, make)
     send_s = time.monotonic() - t0
-    expected = sent * (receivers if receivers is not None else len(clients))
+    expected = sent * len(live)
     await drain(stats, step, expected, drain_s)
     wall = time.monotonic() - t0
     cpu = cpu_seconds() - cpu0
@@ -427,6 +432,7 @@ async def run_step(
         "max_ms": percentile(lat, 1.0),
         "rate_limited": stats.rate_limited - limited,
         "client_cpu": cpu / wall,
+        "receivers": len(live),
         "open": sum(c.open for c in clients),
     }
 
@@ -548,7 +554,7 @@ async def slow(a: argparse.Namespace) -> dict[str, Any]:
     laggard.transport.pause_reading()
     await settle(stats, clients, a.settle, a.settle_max)
     emit("phase", name="with")
-    with_slow = await run_step(clients, stats, step=2, receivers=len(clients), **common)
+    with_slow = await run_step(clients, stats, step=2, **common)
     emit("step", name="with", **with_slow)
     # What the server did with it: read what is there (bounded), see whether it was closed.
     laggard.transport.resume_reading()
