@@ -202,13 +202,16 @@ class Client(asyncio.Protocol):
             if event.__class__ is Frame:
                 opcode = event.opcode
                 if opcode is Opcode.TEXT or opcode is Opcode.CONT:
+                    # The parser gives bytes (the type says any bytes-like, for frames made
+                    # by hand); not copied.
+                    payload: bytes = event.data  # type: ignore[assignment]
                     if not event.fin or self._parts:
-                        self._parts.append(event.data)
+                        self._parts.append(payload)
                         if not event.fin:
                             continue
                         frame, self._parts = b"".join(self._parts), []
                     else:
-                        frame = event.data
+                        frame = payload
                     self.stats.record(frame, now)
                     if self.on_frame is not None:
                         self.on_frame(frame)

@@ -1738,7 +1738,7 @@ def chat_idle(bench: Bench, server: Running) -> Measurement:
     args = ["--clients", str(o.chat_idle), "--hold", str(o.chat_hold)]
     timeout = 3 * o.chat_connect_max + o.chat_hold + 120
     done, mem = _chat_load(bench, server, "idle", args, timeout)
-    holding = next((e for e in done["events"] if e["event"] == "holding"), {})
+    holding: dict[str, Any] = next((e for e in done["events"] if e["event"] == "holding"), {})
     done["holding_rss_kb"] = holding.get("server_rss_kb")
     done["server_sockets_end"] = tree_sockets(server.proc.pid)
     value = done["handshakes_per_s"] if done["connected"] else None
