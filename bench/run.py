@@ -161,7 +161,7 @@ class Options:
     chat_slow_clients: int = 20
     chat_slow_rate: float = 100.0
     chat_slow_size: int = 3000
-    chat_slow_duration: float = 20.0
+    chat_slow_duration: float = 30.0
     chat_missed: int = 1000
     chat_runs: int = 3
     chat_connect_max: float = 120.0
