@@ -778,8 +778,11 @@ def comptoir_chat(bench: Bench, port: int) -> Launch:
     capacity = chat_capacity(bench)
     soft, _ = raise_open_files_limit(4 * capacity + 256)
     if soft < 4 * capacity + 256:
+        # comptoir's own rule (openfiles.connections_within): 128 kept, 4 per connection.
         print(
-            f"  open-files limit {soft}: comptoir will hold fewer than {capacity:,} connections",
+            f"\n  open-files limit {soft:,} (not raised: no CAP_SYS_RESOURCE): comptoir's worker"
+            f" will hold at most {(soft - 128) // 4:,} connections, not {capacity:,}",
+            end="",
             flush=True,
         )
     history = bench.workdir / f"chat-{port}.sqlite3"
