@@ -227,7 +227,10 @@ def _cached_tables(options: ApiOptions) -> Mapping[str, Table | Schema] | None:
             return None
         entries[name] = (path, entry)
     if all(has_parameters(value) for route in options.route for _, value in route.where):
-        return {name: Schema(name, list(entry.columns)) for name, (_, entry) in entries.items()}
+        return {
+            name: Schema(name, list(entry.columns), entry.meta["key"])
+            for name, (_, entry) in entries.items()
+        }
     from comptoir.sites.api.tables import schema_exact, schema_table
 
     tables: dict[str, Table | Schema] = {}
@@ -259,9 +262,23 @@ def read_problems(options: ApiOptions) -> list[Problem]:
 
 
 def route_problems(options: ApiOptions, tables: Mapping[str, Table | Schema]) -> list[Problem]:
-    """What the routes ask of the tables that they do not have."""
+    """What the routes and declared relations ask of the tables that they do not have."""
+    from comptoir.sites.api.relations import parse_relation
+
     problems: list[Problem] = []
     names = options.table_files()
+    for text in options.relation:
+        child, column, parent, key = parse_relation(text)
+        unknown = [name for name in (child, parent) if name not in names]
+        if unknown:
+            problems.append(Problem("relation", f"{text}: no table {unknown[0]!r}"))
+        elif child not in tables or parent not in tables:
+            continue  # a file that could not be read: said already
+        elif column not in tables[child].columns:
+            problems.append(Problem("relation", f"{text}: no column {column!r} in {child!r}"))
+        elif key != tables[parent].key:
+            message = f"{text}: {parent!r}'s key is {tables[parent].key!r}"
+            problems.append(Problem("relation", message))
     declared: list[str] = []
     for i, route in enumerate(options.route):
         found = _route_problems(route, tables, names)

@@ -53,3 +53,4 @@ class Schema:
 
     name: str
     columns: list[str]
+    key: str

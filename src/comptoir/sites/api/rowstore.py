@@ -83,6 +83,15 @@ class RowStore:
         return data if len(data) == size else None
 
 
+def _same_spelling() -> tuple[object, ...]:
+    """The types whose every value Polars and orjson spell alike (compared with `==`: a
+    column's type is an instance, these are classes)."""
+    import polars as pl
+
+    integers = (pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+    return (*integers, pl.Boolean, pl.Date, pl.Null)
+
+
 def write_rows(frame: pl.DataFrame, out: IO[bytes]) -> bool:
     """Write the frame's rows file to `out`; False (nothing useful written) when Polars would not
     write every row as the API does."""
@@ -90,11 +99,14 @@ def write_rows(frame: pl.DataFrame, out: IO[bytes]) -> bool:
 
     from comptoir.sites.api.output import dumps
 
+    same_spelling = _same_spelling()
     checked: list[str] = []
     for column, dtype in frame.schema.items():
         if dtype == pl.Float64 or dtype == pl.String:
             checked.append(column)
-        elif not (dtype.is_integer() or dtype in (pl.Boolean, pl.Date, pl.Null)):
+        elif dtype not in same_spelling:
+            # Int128 among others: past 64 bits orjson gives way to the json module, which
+            # writes text escaped to ASCII where Polars writes UTF-8.
             return False
     if not _same_values(frame, checked):
         return False

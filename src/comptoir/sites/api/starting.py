@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 # A key as the site reads it from a path: an integer spelled as Python writes it (`01`, `+1`
 # are the site's to answer).
-_KEY = re.compile(r"-?[1-9][0-9]*|0")
+_KEY = re.compile(r"-?[1-9][0-9]{0,19}|0")  # no integer column holds more digits
 _CORS = (b"access-control-allow-origin", b"*")
 
 
@@ -69,6 +69,7 @@ class ApiApp:
 
     def __init__(self, options: ApiOptions, context: SiteContext) -> None:
         self.options = options
+        self.context = context
         self.log: Callable[[str], None] = write_line
         self.site: ApiSite | None = None
         self.early: dict[str, EarlyRows] = {}
@@ -93,9 +94,11 @@ class ApiApp:
     def _make_later(self, options: ApiOptions, context: SiteContext) -> None:
         try:
             self._made.set_result(self._make(options, context))
-        except BaseException as exc:  # reported to every request that waits for the site
+        except BaseException as exc:  # what a start that read the tables first would have said
             self._made.set_exception(exc)
             self.log(f"api: the tables could not be read: {exc}")
+            # As when the site is made before serving: the server stops, with the reason said.
+            context.request_shutdown()
 
     # --- the worker's life -----------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class ApiApp:
             self.log(f"api: the journals could not be applied: {exc}")
             raise
         self.site = site
+        self.early = {}  # the site reads its own rows file: its offsets need not be held twice
         return site
 
     async def close(self) -> None:
@@ -131,6 +135,7 @@ class ApiApp:
         if self.site is None:
             # No start yet (an app served without a lifespan, as in tests): the site as made.
             self.site = await asyncio.wrap_future(self._made)
+            self.early = {}
         return self.site
 
     # --- requests --------------------------------------------------------------------------
@@ -145,8 +150,10 @@ class ApiApp:
                 return
             try:
                 site = await self._ready()
-            except Exception as exc:
-                await _send_unavailable(scope, send, f"the tables could not be read: {exc}")
+            except Exception:
+                # Said in the server's log; the reason (paths, file contents) is not the
+                # client's business.
+                await _send_unavailable(scope, send, "the tables could not be read")
                 return
         elif site is None:
             site = await self._ready()
