@@ -148,7 +148,7 @@ def cases(draw: Any) -> tuple[pl.DataFrame, list[tuple[str, str]]]:
     if draw(st.booleans()) and sort in ("", "id", "-id"):
         pairs.append(("_after", str(draw(st.integers(0, size + 2)))))
     if draw(st.booleans()):
-        fields = draw(st.lists(st.sampled_from(frame.columns), unique=True))
+        fields = draw(st.lists(st.sampled_from(frame.columns), unique=True, min_size=1))
         pairs.append(("_fields", ",".join(fields)))
     for facet in draw(st.lists(st.sampled_from(["city", "n", "flag", "day"]), max_size=2)):
         pairs.append(("_facet", facet))

@@ -160,8 +160,10 @@ async def test_put_replaces_patch_merges_delete_removes(csv_file: Path, start: S
     assert r.json()["score"] == 76 and r.json()["note"] == "two\nlines"
     assert (await c.get("/api/people/2")).json() == r.json()
     r = await c.patch("/api/people/2", json={"id": 5})
-    assert r.status_code == 422
-    assert r.json()["fields"] == {"id": "the key cannot change (it is 2 here)"}
+    assert r.status_code == 409
+    assert r.json() == {"error": "the key cannot change (it is 2 here)", "key": 2}
+    r = await c.patch("/api/people/2", json={"id": 2.0, "score": 77.0})  # JSON's integers too
+    assert r.status_code == 200 and r.json()["score"] == 77
     r = await c.delete("/api/people/2")
     assert r.status_code == 204 and r.content == b""
     for method in ("PUT", "PATCH", "DELETE", "GET"):
@@ -188,7 +190,11 @@ async def test_if_match_takes_the_current_etag_only(csv_file: Path, start: Start
     r = await c.delete("/api/people/1", headers={"if-match": f"W/{r.headers['etag']}"})
     assert r.status_code == 412  # a weak tag never matches: If-Match compares strongly
     assert (await c.delete("/api/people/1", headers={"if-match": "*"})).status_code == 204
-    assert (await c.delete("/api/people/1", headers={"if-match": "*"})).status_code == 412
+    # Gone: a 404 whatever the If-Match (RFC 9110 §13.2.1), as without it.
+    for tag in ("*", new, ""):
+        r = await c.request("PATCH", "/api/people/1", json={"score": 3}, headers={"if-match": tag})
+        assert r.status_code == 404, tag
+        assert (await c.delete("/api/people/1", headers={"if-match": tag})).status_code == 404
 
 
 async def test_rowid_tables_number_posted_rows(tmp_path: Path, start: Start) -> None:
@@ -777,3 +783,17 @@ def test_changes_keep_the_frame_in_few_chunks_and_the_keys_sorted(tmp_path: Path
     assert problems == [] and applied.frame.height == gathered.frame.height + 50
     assert applied.frame.row(applied.position(2010), named=True) == {"id": 2010, "v": -1}
     assert changes.next_key(applied) == 2050
+
+
+async def test_a_posted_row_after_the_largest_key_gets_the_smallest_free_one(
+    csv_file: Path, start: Start
+) -> None:
+    c = start().client
+    top = 2**63 - 1
+    r = await c.post("/api/people", json={"id": top, "name": "Last"})
+    assert r.status_code == 201
+    r = await c.post("/api/people", json={"name": "Next"})  # no key after the largest: a gap's
+    assert r.status_code == 201
+    key = r.json()["id"]
+    assert 1 <= key < top
+    assert (await c.get(f"/api/people/{key}")).json()["name"] == "Next"

@@ -50,6 +50,8 @@ def column_value(table: Table, column: str, value: Any) -> Any:
     kind = type_name(dtype)
     wrong = _Wrong(value, kind)
     if kind == "integer":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # 42.0 is the integer 42 in JSON (and for JSON Schema)
         if not isinstance(value, int) or isinstance(value, bool):
             raise wrong
         low, high = integer_range(dtype)
@@ -130,6 +132,14 @@ def next_key(table: Table) -> int:
     """The key an integer-keyed table gives a row posted without one: one more than the largest
     ever seen by this table, so a deleted row's key is not given again while the server runs."""
     return (_top(table) or 0) + 1
+
+
+def free_key(table: Table) -> int:
+    """The smallest positive integer no row has as its key (there is one among 1 … rows + 1):
+    what a posted row gets once the largest key there is was given."""
+    keys = table.frame[table.key]
+    candidates = pl.int_range(1, table.frame.height + 2, eager=True).cast(keys.dtype)
+    return int(candidates.filter(~candidates.is_in(keys.drop_nulls()))[0])
 
 
 def _top(table: Table) -> int | None:

@@ -11,14 +11,22 @@ from typing import Any
 from comptoir import __version__
 from comptoir.sites.api.query import OPERATORS, type_name
 from comptoir.sites.api.relations import Relations
-from comptoir.sites.api.tables import Table
+from comptoir.sites.api.tables import Table, integer_range
 
-_SCHEMA_TYPES = {
+# A time as the API writes it and reads it: no time zone, so not JSON Schema's `date-time`
+# (RFC 3339 asks for one). Days past a month's end left out, as are 29 Februarys (a pattern
+# cannot tell leap years); seconds and fractions optional.
+_DAY = (
+    "([1-9][0-9]{3}-((0[13578]|1[02])-(0[1-9]|[12][0-9]|3[01])"
+    "|(0[469]|11)-(0[1-9]|[12][0-9]|30)|02-(0[1-9]|1[0-9]|2[0-8])))"
+)
+NAIVE_TIME = f"^{_DAY}T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\\.[0-9]{{6}})?)?$"
+_SCHEMA_TYPES: dict[str, dict[str, Any]] = {
     "integer": {"type": "integer"},
     "float": {"type": "number"},
     "boolean": {"type": "boolean"},
     "date": {"type": "string", "format": "date"},
-    "datetime": {"type": "string", "format": "date-time"},
+    "datetime": {"type": "string", "pattern": NAIVE_TIME, "examples": ["2024-05-01T10:30:00"]},
     "string": {"type": "string"},
 }
 _ERROR = {
@@ -28,10 +36,25 @@ _ERROR = {
 }
 
 
+def _value_schema(table: Table, column: str) -> dict[str, Any]:
+    """A value of the column: its type, and an integer column's range (a larger one is a 400 in
+    a query, a 422 in a body)."""
+    dtype = table.dtype(column)
+    schema: dict[str, Any] = dict(_SCHEMA_TYPES[type_name(dtype)])
+    if dtype.is_integer():
+        schema["minimum"], schema["maximum"] = integer_range(dtype)
+    return schema
+
+
 def _column_schema(table: Table, column: str) -> dict[str, Any]:
-    base: dict[str, Any] = dict(_SCHEMA_TYPES[type_name(table.dtype(column))])
+    base = _value_schema(table, column)
     base["type"] = [base["type"], "null"]
     return base
+
+
+def _names(names: list[str]) -> str:
+    """A pattern matching one of `names` exactly."""
+    return "(" + "|".join(re.escape(n) for n in names) + ")"
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -67,8 +90,14 @@ def _values_schema(table: Table) -> dict[str, Any]:
     }
 
 
-def _body(table: Table, description: str, media: tuple[str, ...]) -> dict[str, Any]:
-    schema = {"$ref": f"#/components/schemas/{table.name}_values"}
+def _body(
+    table: Table, description: str, media: tuple[str, ...], *, posted: bool = False
+) -> dict[str, Any]:
+    schema: dict[str, Any] = {"$ref": f"#/components/schemas/{table.name}_values"}
+    if posted and not table.dtype(table.key).is_integer() and not table.source.rowid:
+        # Only integer keys are given by the server: a posted row of another key brings it.
+        key = {"properties": {table.key: _value_schema(table, table.key)}, "required": [table.key]}
+        schema = {"allOf": [schema, key]}
     return {
         "required": True,
         "description": description,
@@ -113,7 +142,7 @@ def _post(table: Table, ref: dict[str, Any]) -> dict[str, Any]:
         "summary": f"Add a row to {table.name} ({table.key}: {given} when absent)",
         "operationId": f"create_{table.name}",
         "requestBody": _body(
-            table, "the row's values (absent columns: null)", ("application/json",)
+            table, "the row's values (absent columns: null)", ("application/json",), posted=True
         ),
         "responses": {
             "201": _written(
@@ -146,7 +175,12 @@ def _row_writes(table: Table, ref: dict[str, Any], key_schema: dict[str, Any]) -
             "operationId": f"replace_{table.name}",
             "parameters": params,
             "requestBody": _body(table, "the row's values", ("application/json",)),
-            "responses": {"200": _written(ref, "the row as stored"), **_REFUSED, **missing},
+            "responses": {
+                "200": _written(ref, "the row as stored"),
+                **_REFUSED,
+                **missing,
+                "409": _error("a key in the body that is not the row's"),
+            },
         },
         "patch": {
             "summary": f"Change some columns of a row of {table.name}",
@@ -157,7 +191,12 @@ def _row_writes(table: Table, ref: dict[str, Any], key_schema: dict[str, Any]) -
                 "the columns to change",
                 ("application/json", "application/merge-patch+json"),
             ),
-            "responses": {"200": _written(ref, "the row as stored"), **_REFUSED, **missing},
+            "responses": {
+                "200": _written(ref, "the row as stored"),
+                **_REFUSED,
+                **missing,
+                "409": _error("a key in the body that is not the row's"),
+            },
         },
         "delete": {
             "summary": f"Delete a row of {table.name}",
@@ -172,34 +211,49 @@ def _row_writes(table: Table, ref: dict[str, Any], key_schema: dict[str, Any]) -
     }
 
 
-def _list_parameters(table: Table) -> list[dict[str, Any]]:
+def _list_parameters(table: Table, relations: Relations, max_limit: int) -> list[dict[str, Any]]:
+    column = _names(table.columns)
+    whole = {"type": "integer", "minimum": 0, "maximum": 10**12 - 1}  # at most 12 digits
     params = [
         _param("q", "any text column contains this (case-insensitive)", {"type": "string"}),
         _param(
             "_sort",
             "columns to sort by, comma-separated; `-` first for descending",
-            {"type": "string"},
+            {"type": "string", "pattern": f"^-?{column}(,-?{column})*$"},
         ),
-        _param("_limit", "rows per page", {"type": "integer", "minimum": 0}),
-        _param("_offset", "rows to skip", {"type": "integer", "minimum": 0}),
-        _param("_page", "page number, from 1", {"type": "integer", "minimum": 1}),
-        _param("_after", "keyset paging: the rows after this key", {"type": "string"}),
-        _param("_fields", "only these columns, comma-separated", {"type": "string"}),
-        _param("_facet", "count the rows per value of this column", {"type": "string"}),
-        _param("_embed", "nest the rows of a table pointing to each row", {"type": "string"}),
-        _param("_expand", "nest the row a column points to", {"type": "string"}),
+        _param("_limit", "rows per page", {"type": "integer", "minimum": 0, "maximum": max_limit}),
+        _param("_offset", "rows to skip", whole),
+        _param("_page", "page number, from 1", {**whole, "minimum": 1}),
+        _param("_after", "keyset paging: the rows after this key", _value_schema(table, table.key)),
+        _param(
+            "_fields",
+            "only these columns, comma-separated",
+            {"type": "string", "pattern": f"^{column}(,{column})*$"},
+        ),
+        _param("_facet", "count the rows per value of this column", {"enum": list(table.columns)}),
     ]
-    for column in table.columns:
-        kind = type_name(table.dtype(column))
-        value = dict(_SCHEMA_TYPES[kind])
-        params.append(_param(column, f"{column} equals (repeat: any of the values)", value))
+    children = [r.child for r in relations.children(table.name)]
+    if children:
+        what = "nest the rows of a table pointing to each row"
+        params.append(_param("_embed", what, {"enum": children}))
+    parents = [r.column for r in relations.all if r.child == table.name]
+    if parents:
+        params.append(_param("_expand", "nest the row a column points to", {"enum": parents}))
+    for name in table.columns:
+        value = _value_schema(table, name)
+        params.append(_param(name, f"{name} equals (repeat: any of the values)", value))
         for op in OPERATORS:
             schema = value
-            if op in ("contains", "icontains", "startswith", "in"):
+            if op in ("contains", "icontains", "startswith"):
                 schema = {"type": "string"}
             elif op == "isnull":
                 schema = {"type": "boolean"}
-            params.append(_param(f"{column}__{op}", f"{column} {op}", schema))
+            param = _param(f"{name}__{op}", f"{name} {op}", schema)
+            if op == "in":
+                # `col__in=a,b,c`: a list written as one value, comma-separated.
+                param.update(style="form", explode=False)
+                param["schema"] = {"type": "array", "items": value, "minItems": 1}
+            params.append(param)
     return params
 
 
@@ -215,13 +269,13 @@ def openapi_document(
             "type": "object",
             "properties": {c: _column_schema(table, c) for c in table.columns},
         }
-        key_schema = dict(_SCHEMA_TYPES[type_name(table.dtype(table.key))])
+        key_schema = _value_schema(table, table.key)
         rows = {"type": "array", "items": ref}
         paths[f"/api/{table.name}"] = {
             "get": {
                 "summary": f"Rows of {table.name}",
                 "operationId": f"list_{table.name}",
-                "parameters": _list_parameters(table),
+                "parameters": _list_parameters(table, relations, options.max_limit),
                 "responses": {
                     "200": {
                         "description": "the rows (an object with `rows` and `facets` when "
@@ -231,7 +285,25 @@ def openapi_document(
                             "Link": {"schema": {"type": "string"}},
                         },
                         "content": {
-                            "application/json": {"schema": rows},
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        rows,
+                                        {
+                                            "type": "object",
+                                            "properties": {
+                                                "rows": rows,
+                                                "facets": {
+                                                    "type": "object",
+                                                    "additionalProperties": {"type": "array"},
+                                                },
+                                                "total": {"type": "integer"},
+                                            },
+                                            "required": ["rows", "facets"],
+                                        },
+                                    ]
+                                }
+                            },
                             "text/csv": {"schema": {"type": "string"}},
                             "application/x-ndjson": {"schema": {"type": "string"}},
                         },

@@ -177,6 +177,8 @@ def _reserved(
     elif name == "_fields":
         # Each column once, in the order asked (a repeated one is asked once).
         wanted = list(dict.fromkeys(f.strip() for f in value.split(",") if f.strip()))
+        if not wanted:
+            raise QueryError(name, "name at least one column")
         for f in wanted:
             if f not in table.columns:
                 raise QueryError(name, f"no column {f!r}")
@@ -190,6 +192,8 @@ def _reserved(
     elif name == "_embed":
         query.embed.append(value)
     elif name == "_expand":
+        if value not in table.columns:  # the page keeps the column: it must be one
+            raise QueryError(name, f"no column {value!r}")
         query.expand.append(value)
 
 
@@ -264,7 +268,12 @@ def typed(table: Table, column: str, value: str, name: str) -> Any:
         if dtype == pl.Date:
             return dt.date.fromisoformat(value)
         if dtype == pl.Datetime:
-            return dt.datetime.fromisoformat(value)
+            moment = dt.datetime.fromisoformat(value)
+            if moment.tzinfo is not None and getattr(dtype, "time_zone", None) is None:
+                # Polars cannot compare it with the column's times, which have no zone.
+                message = f"{value!r} has a time zone; column {column!r}'s times have none"
+                raise QueryError(name, message + " (write 2024-05-01T10:30:00)")
+            return moment
     except ValueError:
         kind = type_name(dtype)
         article = "an" if kind[0] in "aeiou" else "a"

@@ -32,11 +32,19 @@ from urllib.parse import quote, unquote
 
 from comptoir.errors import ClientGone
 from comptoir.http.numbers import parse_decimal
-from comptoir.sites.api.changes import column_value, delete, next_key, put, row_at, row_etag
+from comptoir.sites.api.changes import (
+    column_value,
+    delete,
+    free_key,
+    next_key,
+    put,
+    row_at,
+    row_etag,
+)
 from comptoir.sites.api.errors import ApiError
 from comptoir.sites.api.output import dumps, jsonable, row_object
 from comptoir.sites.api.query import QueryError, type_name, typed
-from comptoir.sites.api.tables import Table
+from comptoir.sites.api.tables import Table, integer_range
 from comptoir.sites.toolkit import header
 from comptoir.types import Receive, Scope, Send
 
@@ -85,21 +93,25 @@ def decide(table: Table, change: Change) -> tuple[Table, Done, dict[str, Any]]:
         return _post(table, change.values or {})
     key = _path_key(table, change.key or "")
     current = row_at(table, key) if key is not None else None
-    if change.if_match is not None:
-        etag = row_etag(current) if current is not None else None
-        if etag is None or not ("*" in change.if_match or etag in change.if_match):
-            message = "the row changed since it was read (If-Match)"
-            if current is None:
-                message = "no such row (If-Match)"
-            raise ApiError(412, {"error": message}, {"ETag": etag} if etag else None)
+    # A missing row is a 404 whatever the If-Match: preconditions are evaluated only where the
+    # answer without them would be a success (RFC 9110 §13.2.1), and no write creates a row
+    # by its key.
     if current is None:
         raise ApiError(404, {"error": f"no row {change.key!r} in {table.name!r}"})
+    if change.if_match is not None:
+        etag = row_etag(current)
+        if not ("*" in change.if_match or etag in change.if_match):
+            message = "the row changed since it was read (If-Match)"
+            raise ApiError(412, {"error": message}, {"ETag": etag})
     if change.method == "DELETE":
         return delete(table, key), Done(204, None, key), {"op": "delete", "key": jsonable(key)}
     row = dict(current) if change.method == "PATCH" else dict.fromkeys(table.columns)
     errors = _fill(table, row, change.values or {})
-    if table.key in (change.values or {}) and row[table.key] != key:
-        errors.setdefault(table.key, f"the key cannot change (it is {jsonable(key)!r} here)")
+    if table.key in (change.values or {}) and table.key not in errors and row[table.key] != key:
+        # A body at odds with the row it is sent to: the conflict RFC 9110 (§9.3.4) names.
+        shown = jsonable(key)
+        message = f"the key cannot change (it is {shown!r} here)"
+        raise ApiError(409, {"error": message, "key": shown})
     if errors:
         raise _unfit(table, errors)
     row[table.key] = key
@@ -118,7 +130,11 @@ def _post(table: Table, values: Mapping[str, Any]) -> tuple[Table, Done, dict[st
     key = row[table.key]
     if key is None and table.key not in errors:
         if table.dtype(table.key).is_integer():
-            key = row[table.key] = next_key(table)
+            key = next_key(table)
+            if key > integer_range(table.dtype(table.key))[1]:
+                # A row was given the largest key the column holds: the smallest free one.
+                key = free_key(table)
+            row[table.key] = key
         else:
             kind = type_name(table.dtype(table.key))
             errors[table.key] = f"required: keys of {kind} type are not given by the server"
