@@ -118,19 +118,20 @@ def build(options: ApiOptions, context: SiteContext) -> ApiApp:
     all, while it already answers rows by key (starting.py)."""
     from comptoir.sites.api.starting import ApiApp
 
-    return_memory_at_once()
+    return_memory_soon()
     return ApiApp(options, context)
 
 
 # Polars' allocator (jemalloc) keeps freed pages for 10 s by default: the temporaries of a
-# query's indexes (50 to 80 MB for a million rows) stayed in the worker's memory on top of
-# the next ones, to 3.4x the CSV at the first filtered query. Returned at once, the peak is
-# 2.85x and the same pages are asked again of the system (docs/decisions.md has the cost).
-ALLOCATOR = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+# query's indexes stayed in the worker's memory on top of the next ones, to 3.05x the CSV at
+# the first filtered query. Returned after 100 ms, the peak is 2.88x; returned at once, 2.66x,
+# but an export, which frees and takes again the same memory for each chunk, lost a quarter of
+# its speed (docs/decisions.md).
+ALLOCATOR = ("_RJEM_MALLOC_CONF", "dirty_decay_ms:100,muzzy_decay_ms:0")
 
 
-def return_memory_at_once() -> None:
-    """Polars' allocator told to give freed memory back at once (unless the user set it): read
+def return_memory_soon() -> None:
+    """Polars' allocator told to give freed memory back soon (unless the user set it): read
     when Polars first allocates, so called before Polars is imported — in the main process
     (validate) and in workers (build) — and it does nothing once it was."""
     os.environ.setdefault(*ALLOCATOR)
@@ -138,7 +139,7 @@ def return_memory_at_once() -> None:
 
 def validate(options: ApiOptions, server: ServerOptions) -> list[Problem]:
     """What stops the site before any file is read: missing data, bad names, routes to nowhere."""
-    return_memory_at_once()
+    return_memory_soon()
     from comptoir.sites.api.files import SUFFIXES, TYPE_NAMES
     from comptoir.sites.api.relations import parse_relation
 
