@@ -70,6 +70,11 @@ class RowStore:
         except BaseException:
             os.close(fd)
             raise
+        if hasattr(os, "posix_fadvise"):
+            # Read ahead in the background: with the file out of the page cache (a reboot), rows
+            # by random key each waited for the disk (5,300 rows/s in the 5 s after a 2 s
+            # warm-up, against 6,900 read ahead and 11,000 once all is cached).
+            os.posix_fadvise(fd, 0, size - index, os.POSIX_FADV_WILLNEED)
         self._fd = fd
         self._offsets = offsets
         self.rows = rows
