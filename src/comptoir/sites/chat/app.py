@@ -4,6 +4,7 @@ Routes (a Starlette `Router` served by `sites/starlette.py`):
 
 - `GET /ws`: the WebSocket (session.py), refused with 403 when the page that opens it comes from
   another origin (cross-site WebSocket hijacking) unless `--allow-origin` names it;
+- `GET /openapi.json` (that HTTP API's OpenAPI document), `GET /docs` (Swagger UI on it);
 - `GET /api/rooms`, `GET /api/rooms/<room>/messages?after=&before=&limit=`,
   `POST /api/rooms/<room>/messages` (`{"text", "nick"}`, delivered live), `GET /api/users`;
   errors are `{"error": "..."}` with a 4xx status, as the api kind answers;
@@ -34,6 +35,7 @@ from comptoir.sites.chat.broker import Broker, LocalBroker
 from comptoir.sites.chat.core import ChatError, make_core
 from comptoir.sites.chat.fanout import Fanout
 from comptoir.sites.chat.history import History
+from comptoir.sites.chat.openapi import openapi_document
 from comptoir.sites.chat.protocol import SUBPROTOCOL
 from comptoir.sites.chat.session import HISTORY_MAX, RECENT, TRY_LATER, ChatSession
 from comptoir.sites.chat.text import BadName, check_nick, check_room, clean_text, parse_rate
@@ -93,6 +95,8 @@ class ChatSite:
                     "/api/rooms/{room}/messages", self.api_messages, methods=["GET", "HEAD", "POST"]
                 ),
                 Route("/api/users", self.api_users, methods=["GET", "HEAD"]),
+                Route("/openapi.json", self.openapi, methods=["GET", "HEAD"]),
+                Route("/docs", self.docs, methods=["GET", "HEAD"]),
             ],
             redirect_slashes=False,
         )
@@ -161,6 +165,15 @@ class ChatSite:
         return bool(host) and origin == f"{scheme}://{host}"
 
     # HTTP API ----------------------------------------------------------------------------
+
+    async def openapi(self, request: Request) -> Response:
+        """GET /openapi.json: the HTTP API's OpenAPI 3.1 document."""
+        return _json(openapi_document(self.prefix, self.options.max_message))
+
+    async def docs(self, request: Request) -> Response:
+        """GET /docs: Swagger UI on it (vendored, as the api kind's)."""
+        page = render("api_docs.html", prefix=self.prefix, back="← chat")
+        return HTMLResponse(page)
 
     async def api_rooms(self, request: Request) -> Response:
         """GET /api/rooms: every room, its members and messages kept."""
