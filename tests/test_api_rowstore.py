@@ -186,14 +186,7 @@ async def test_rows_wait_for_the_site_once_the_file_changed_or_was_written(
     options = ApiOptions(data=(path.parent,), type=TYPES)
     ApiSite(options, SiteContext())
     app = starting(options)
-    scope_row = {
-        "type": "http",
-        "method": "GET",
-        "path": "/api/people/1",
-        "raw_path": b"/api/people/1",
-        "query_string": b"",
-        "headers": [],
-    }
+    scope_row = ROW_SCOPE
     assert app._early_row(scope_row) is not None
     journal_path(path).write_text("")  # another worker took a write
     assert app._early_row(scope_row) is None
