@@ -17,6 +17,7 @@ and a file changed on disk is read again (live.py).
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -55,6 +56,8 @@ from comptoir.types import Receive, Scope, Send
 from comptoir.web import render
 
 READ_METHODS = "GET, HEAD, OPTIONS"
+# An integer as Python writes it, of 18 digits at most (any fits in an Int64).
+_CANONICAL = re.compile(r"-?[1-9][0-9]{0,17}|0")
 FORMATS = {".json": "json", ".csv": "csv", ".ndjson": "ndjson"}
 MEDIA = {
     "json": b"application/json",
@@ -268,10 +271,17 @@ class ApiSite:
         if self.routes and self._route(raw[len(self._mount) :].decode())[0] is not None:
             return None
         table = self.tables[live.name]
-        try:
-            at = table.position(typed(table, table.key, text, table.key))
-        except QueryError:
-            return None
+        span = table.span()
+        if span is not None and _CANONICAL.fullmatch(text):
+            # Keys 1…N and a key written as Python writes integers: what `typed` would make
+            # of it, without its checks (a third of this function's time).
+            found = int(text) - span[0]
+            at: int | None = found if 0 <= found < span[1] else None
+        else:
+            try:
+                at = table.position(typed(table, table.key, text, table.key))
+            except QueryError:
+                return None
         if at is None:
             return None
         body = table.json_row(at)

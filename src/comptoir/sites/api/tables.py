@@ -157,13 +157,18 @@ class Table:
         frame = self.frame
         return dumps(dict(zip(frame.columns, frame.row(at), strict=True)))
 
-    def position(self, key: Any) -> int | None:
-        """The row index of the row whose key is `key`, or None."""
+    def span(self) -> tuple[int, int] | None:
+        """(first, rows) when the keys are first, first + 1, … in order (found once)."""
         if not self._spanned:
             self._span = key_span(self.frame[self.key])
             self._spanned = True
-        if self._span is not None and type(key) is int:
-            first, rows = self._span
+        return self._span
+
+    def position(self, key: Any) -> int | None:
+        """The row index of the row whose key is `key`, or None."""
+        span = self.span()
+        if span is not None and type(key) is int:
+            first, rows = span
             at = key - first
             return at if 0 <= at < rows else None
         series = self.frame[self.key]
