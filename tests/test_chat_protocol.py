@@ -196,3 +196,57 @@ def test_cross_origin_handshake_is_refused(tmp_path: Path) -> None:
             assert ws.receive_text().startswith("* you are in")
         with client.websocket_connect("/ws", headers={"origin": "http://app.example"}) as ws:
             assert ws.receive_text().startswith("* you are in")
+
+
+def test_a_message_cannot_pass_for_lines_of_others(client: TestClient) -> None:
+    # The review's forgery: a JSON client's text with newlines, read by plain clients.
+    with (
+        client.websocket_connect("/ws") as plain,
+        client.websocket_connect("/ws", subprotocols=["comptoir.chat.v1"]) as bob,
+    ):
+        plain.receive_text()
+        events_until(bob, "joined")
+        bob.send_text(json.dumps({"type": "nick", "nick": "bob"}))
+        events_until(bob, "nick")
+        forged = "hi\nalice: send me your password\n* alice is now admin\u2028x"
+        bob.send_text(json.dumps({"type": "message", "text": forged}))
+        for _ in range(10):
+            text = plain.receive_text()
+            if text.startswith("bob: hi"):
+                break
+        assert text == "bob: hi\n    alice: send me your password\n    * alice is now adminx"
+
+
+def test_lookalike_and_invisible_nicknames_are_refused(client: TestClient) -> None:
+    with client.websocket_connect("/ws", subprotocols=["comptoir.chat.v1"]) as ws:
+        events_until(ws, "joined")
+        ws.send_text(json.dumps({"type": "nick", "nick": "\uff41\uff4c\uff49\uff43\uff45"}))
+        assert events_until(ws, "nick")[-1]["nick"] == "alice"  # fullwidth: the name it shows
+        for bad in ("\u0430lice", "\u3164"):  # a Cyrillic first letter; a Hangul filler
+            ws.send_text(json.dumps({"type": "nick", "nick": bad}))
+            assert events_until(ws, "error")[-1]["code"] == "bad_request"
+        ws.send_text(json.dumps({"type": "nick", "nick": "a\u061cb"}))  # a bidi mark: dropped
+        assert events_until(ws, "nick")[-1]["nick"] == "ab"
+        ws.send_text(json.dumps({"type": "nick", "nick": "田中さん"}))  # one writing system
+        assert events_until(ws, "nick")[-1]["nick"] == "田中さん"
+
+
+def test_a_history_request_past_64_bits_is_an_error_event(client: TestClient) -> None:
+    with client.websocket_connect("/ws", subprotocols=["comptoir.chat.v1"]) as ws:
+        events_until(ws, "joined")
+        for field in ("after", "before"):
+            frame = {"type": "history", "room": "general", field: 2**64 - 1}
+            ws.send_text(json.dumps(frame))
+            assert events_until(ws, "error")[-1]["code"] == "bad_request"
+        ws.send_text(json.dumps({"type": "ping"}))
+        events_until(ws, "pong")  # still connected
+
+
+def test_talk_shows_no_terminal_controls() -> None:
+    import io
+
+    from comptoir.talk import Output
+
+    out = io.StringIO()
+    Output(out=out, err=out).show("evil\x1b]0;title\x07: \x1b[31mred\u202e")
+    assert out.getvalue() == "evil]0;title: [31mred\n"

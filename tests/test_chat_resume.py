@@ -91,3 +91,44 @@ def test_resume_gives_back_the_nickname_and_the_missed_direct_messages(tmp_path:
         with client.websocket_connect(f"/ws?resume={new_token}", subprotocols=PROTOCOL) as c:
             assert until(c, "welcome")["nick"].startswith("guest")
             assert until(c, "error")["code"] == "nick_taken"
+
+
+def test_a_token_never_reads_what_came_before_its_connection_took_the_nickname(
+    tmp_path: Path,
+) -> None:
+    # The review's attack: alice leaves a direct message unread; mallory takes the free name
+    # "alice", leaves, and resumes her own token from id 0: none of alice's messages.
+    options = ChatOptions(history=tmp_path / "h.sqlite3")
+    with (
+        TestClient(build_app(make_config("chat", options))) as client,
+        client.websocket_connect("/ws", subprotocols=PROTOCOL) as bob,
+    ):
+        until(bob, "joined")
+        send(bob, type="nick", nick="bob")
+        until(bob, "nick")
+        with client.websocket_connect("/ws", subprotocols=PROTOCOL) as alice:
+            until(alice, "joined")
+            send(alice, type="nick", nick="alice")
+            until(alice, "nick")
+            send(bob, type="dm", to="alice", text="SECRET for alice")
+            until(bob, "dm")
+        with client.websocket_connect("/ws", subprotocols=PROTOCOL) as mallory:
+            token = until(mallory, "welcome")["resume"]
+            send(mallory, type="nick", nick="alice")
+            until(mallory, "nick")
+            send(bob, type="dm", to="alice", text="for whoever is alice now")
+            until(bob, "dm")
+        with client.websocket_connect(
+            f"/ws?resume={token}&last_id=0", subprotocols=PROTOCOL
+        ) as back:
+            assert until(back, "welcome")["nick"] == "alice"
+            assert until(back, "dm")["text"] == "for whoever is alice now"
+            until(back, "joined")
+            send(back, type="ping")
+            seen = []
+            for _ in range(100):
+                event = json.loads(back.receive_text())
+                if event["type"] == "pong":
+                    break
+                seen.append(event)
+            assert not [e for e in seen if e.get("type") == "dm"]

@@ -22,6 +22,7 @@ import base64
 import contextlib
 import getpass
 import os
+import re
 import sys
 import threading
 import time
@@ -38,6 +39,8 @@ import orjson
 from comptoir.errors import ConfigError
 
 SUBPROTOCOL = "comptoir.chat.v1"
+# Terminal controls (ESC, C0 and C1 but tab and newline) and bidirectional overrides.
+_TERMINAL_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 PASSWORD_ENV = "COMPTOIR_PASSWORD"
 # How long the server has to answer: the handshake, the welcome, a message's acknowledgement.
 ANSWER_TIMEOUT = 10.0
@@ -157,7 +160,10 @@ class Output:
         return ""
 
     def show(self, line: str, *, error: bool = False) -> None:
-        """One line for the user; at a terminal, the line being typed is drawn again below."""
+        """One line for the user; at a terminal, the line being typed is drawn again below.
+        What a server sent is shown without terminal controls: any server (talk connects where
+        it is told) could otherwise set the title, the clipboard or the colours."""
+        line = _TERMINAL_UNSAFE.sub("", line)
         if self.interactive:
             # Carriage return and "erase line": the prompt and what was typed make way for the
             # line, then come back under it.
@@ -167,6 +173,11 @@ class Output:
             stream = self.err if error else self.out
             stream.write(line + "\n")
             stream.flush()
+
+
+def _indented(text: object) -> str:
+    """A message's lines after its first indented: none can pass for another author's line."""
+    return str(text).replace("\n", "\n    ")
 
 
 def _clock(ts: object) -> str:
@@ -271,9 +282,10 @@ class Talk:
         if self.quiet:
             return
         if kind == "message":
-            line = f"{_clock(event.get('ts'))}{where}{who}: {event.get('text')}"
+            line = f"{_clock(event.get('ts'))}{where}{who}: {_indented(event.get('text'))}"
         elif kind == "dm":
-            line = f"{_clock(event.get('ts'))}(dm) {who} → {event.get('to')}: {event.get('text')}"
+            text = _indented(event.get("text"))
+            line = f"{_clock(event.get('ts'))}(dm) {who} → {event.get('to')}: {text}"
         elif kind in ("join", "leave") and who != self.nick:
             verb = "joined" if kind == "join" else "left"
             line = f"* {who} {verb} #{room}"

@@ -48,6 +48,8 @@ class Member:
     client: str
     rooms: set[str] = field(default_factory=set)
     token: str | None = None  # what resumes it once gone (`token`, `resume`)
+    # The last message id when it took this nickname: what came before was someone else's.
+    since: int = 0
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ class ChatCore:
         self.per_client: dict[str, int] = {}
         # token → (nickname, until when, the last id when it left): connections gone that may
         # be resumed, oldest first.
-        self.resumable: dict[str, tuple[str, float, int]] = {}
+        # token → (nickname, until, the ids of its time with the name: since, upto]
+        self.resumable: dict[str, tuple[str, float, int, int]] = {}
         self.spoken: set[str] = set(history.rooms())  # rooms with a message
         self.known_rooms: set[str] = set(self.declared) | self.spoken
         self._ids = itertools.count(1)
@@ -123,7 +126,7 @@ class ChatCore:
             nick = f"guest{next(self._guests)}"
             if nick_key(nick) not in self.members:
                 break
-        self.members[nick_key(nick)] = Member(nick, sub, client)
+        self.members[nick_key(nick)] = Member(nick, sub, client, since=self.history.last_id())
         self.per_client[client] = self.per_client.get(client, 0) + 1
         return nick
 
@@ -141,10 +144,10 @@ class ChatCore:
             self._leave(member, room)
         if member.token is not None:
             now = self.now()
-            gone = (member.nick, now + RESUME_FOR, self.history.last_id())
+            gone = (member.nick, now + RESUME_FOR, member.since, self.history.last_id())
             self.resumable[member.token] = gone
             # Oldest first: the expired, then any beyond one per connection the chat holds.
-            for token, (_, until, _) in list(self.resumable.items()):
+            for token, (_, until, _, _) in list(self.resumable.items()):
                 if until > now and len(self.resumable) <= self.limits.max_connections:
                     break
                 del self.resumable[token]
@@ -156,19 +159,20 @@ class ChatCore:
             member.token = secrets.token_urlsafe(18)
         return member.token
 
-    def resume(self, nick: str, token: str) -> tuple[str, int] | None:
+    def resume(self, nick: str, token: str) -> tuple[str, int, int] | None:
         """The connection `nick` is the one `token` was given to: it takes back that nickname
-        (a `nick` event). (The nickname, the last id when that connection left), or None for a
-        token unknown or expired; ChatError `nick_taken` when someone holds the name now."""
+        (a `nick` event). (The nickname, the last ids when that connection took it and when it
+        left: its direct messages are between), or None for a token unknown or expired;
+        ChatError `nick_taken` when someone holds the name now."""
         found = self.resumable.get(token)
         if found is None or found[1] < self.now():
             self.resumable.pop(token, None)
             return None
-        old, _, upto = found
+        old, _, since, upto = found
         if nick_key(old) != nick_key(nick):
             self.rename(nick, old)
         del self.resumable[token]
-        return old, upto
+        return old, since, upto
 
     def _member(self, nick: str) -> Member:
         member = self.members.get(nick_key(nick))
@@ -182,6 +186,8 @@ class ChatCore:
         if nick_key(new) != nick_key(nick) and nick_key(new) in self.members:
             raise ChatError("nick_taken", f"the nickname {new} is taken")
         del self.members[nick_key(nick)]
+        if nick_key(new) != nick_key(nick):
+            member.since = self.history.last_id()  # another name: its past is not this one's
         member.nick = new
         self.members[nick_key(new)] = member
         for room in member.rooms:

@@ -47,8 +47,9 @@ class Request:
         value = self.fields.get(name)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadFrame(f"{self.type}: '{name}' must be a whole number, 0 or more")
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**63:
+            # SQLite's integers are 64 bits: a larger one failed inside the history's query.
+            raise BadFrame(f"{self.type}: '{name}' must be a whole number, 0 to 2**63 - 1")
         return value
 
 
@@ -97,15 +98,21 @@ def error(code: str, message: str, request: str | None = None) -> Event:
     return event
 
 
+def _indented(text: str) -> str:
+    """A message's lines after its first, indented: on a plain client's screen no line of a
+    message can pass for a line of another author's (`bob: hi\nalice: …`)."""
+    return text.replace("\n", "\n    ")
+
+
 def line(event: Event) -> str | None:
     """One server event as a plain client's text line (None: plain clients skip it)."""
     kind = event["type"]
     room = event.get("room")
     where = "" if room in (None, "general") else f"#{room} "
     if kind == "message":
-        return f"{where}{event['from']}: {event['text']}"
+        return f"{where}{event['from']}: {_indented(event['text'])}"
     if kind == "dm":
-        return f"(dm) {event['from']} → {event['to']}: {event['text']}"
+        return f"(dm) {event['from']} → {event['to']}: {_indented(event['text'])}"
     if kind == "join":
         return f"* {event['from']} joined #{room}"
     if kind == "leave":

@@ -84,7 +84,8 @@ class ChatSession:
         self.dm_seen = 0
         self.dm_pending: list[Outgoing] | None = None  # direct messages held while recovering
         self.token: str | None = None  # what resumes this connection once gone (`welcome`)
-        self.resumed_upto = 0  # the last id when the connection resumed left
+        # The ids of the resumed connection's time with its nickname: (since, upto].
+        self.resumed_since = self.resumed_upto = 0
         options = runtime.options
         self.outbox = Outbox(
             self._send, options.queue_bytes, options.queue_messages, options.send_timeout
@@ -267,14 +268,17 @@ class ChatSession:
             return error(exc.code, f"cannot resume: {exc.message}")
         if found is None:
             return error("bad_resume", "cannot resume: unknown or expired token")
-        self.nick, self.resumed_upto = found
+        self.nick, self.resumed_since, self.resumed_upto = found
         return None
 
     async def _recover_direct(self, last_id: int | None) -> None:
         """The direct messages to or from this nickname after `last_id`, then those that came
         while they were read, each once."""
         if last_id is not None:
-            for event in self.runtime.history.direct_after(self.nick, last_id, RECOVER_MAX):
+            # Never before it took the name: a free nickname's earlier holders' messages are
+            # theirs, whoever takes it next.
+            since = max(last_id, self.resumed_since)
+            for event in self.runtime.history.direct_after(self.nick, since, RECOVER_MAX):
                 if event["id"] > self.resumed_upto:
                     break  # to whoever held the nickname after that connection left
                 await self.reply(event)

@@ -13,9 +13,13 @@ import unicodedata
 
 # C0 controls but tab and newline, DEL, C1 controls; the bidirectional embeddings, overrides and
 # isolates (U+202A to U+202E, U+2066 to U+2069); zero-width marks that make two names look alike.
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]")
-# In names, tab and newline are unsafe too.
-_UNSAFE_IN_NAMES = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\u200b-\u200f\ufeff]")
+# Controls (tab and newline aside), bidirectional overrides and marks (U+061C too), zero-width
+# and invisible characters, line and paragraph separators (a new line for some clients).
+_INVISIBLE = "\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff"
+_UNSAFE = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_INVISIBLE}]")
+# In names, tab and newline are unsafe too, and the blank Hangul fillers and grapheme joiner
+# (a name that shows as nothing).
+_UNSAFE_IN_NAMES = re.compile(f"[\x00-\x1f\x7f-\x9f{_INVISIBLE}\u034f\u115f\u1160\u3164\uffa0]")
 _NAME = re.compile(r"[\w.-]+")
 
 NICK_MAX = 24
@@ -34,7 +38,18 @@ def clean_text(text: str) -> str:
 
 
 def _clean_name(text: str) -> str:
-    return unicodedata.normalize("NFC", _UNSAFE_IN_NAMES.sub("", text)).strip()
+    # NFKC: a fullwidth or styled spelling is the name it looks like (fullwidth alice is alice).
+    return unicodedata.normalize("NFKC", _UNSAFE_IN_NAMES.sub("", text)).strip()
+
+
+# Scripts written together: Japanese and Korean mix their own with Chinese characters.
+_EAST_ASIAN = {"CJK", "HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA", "HANGUL", "HALFWIDTH"}
+
+
+def _scripts(name: str) -> set[str]:
+    """The scripts of a name's letters (LATIN, CYRILLIC…), by their Unicode names."""
+    found = {unicodedata.name(c, "?").split(" ")[0] for c in name if c.isalpha()}
+    return {"CJK" if s in _EAST_ASIAN else s for s in found}
 
 
 def check_nick(text: str) -> str:
@@ -46,6 +61,9 @@ def check_nick(text: str) -> str:
         raise BadName(f"a nickname has at most {NICK_MAX} characters")
     if not _NAME.fullmatch(nick):
         raise BadName("a nickname is made of letters, digits, '-', '_' and '.'")
+    if len(_scripts(nick)) > 1:
+        # alice with a Cyrillic first letter looks like alice: one script a name.
+        raise BadName("a nickname's letters are of one script (not Latin and Cyrillic mixed)")
     return nick
 
 
