@@ -300,3 +300,28 @@ def test_many_rooms_and_nicknames_from_one_client_are_bounded(history: str) -> N
             await ws.close()
 
         asyncio.run(main())
+
+
+def test_tcp_lines_are_held_to_the_rate_as_websocket_frames(history: str) -> None:
+    # The review's flood: 2,000 lines at once from nc were all stored, wiping #general's history.
+    port = free_port()
+    args = ["--history", history, "--tcp", str(port), "--rate", "5/s"]
+    with live_server("chat", *args, url_count=2) as server:
+
+        async def main() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.wait_for(reader.readline(), 10)
+            await asyncio.wait_for(reader.readline(), 10)
+            writer.write(b"".join(b"flood %d\n" % i for i in range(200)))
+            await writer.drain()
+            said = await asyncio.wait_for(reader.readline(), 10)
+            while not said.startswith(b"!"):
+                said = await asyncio.wait_for(reader.readline(), 10)
+            assert said == b"! too many lines: this one was dropped, slow down\n"
+            writer.close()
+
+        asyncio.run(main())
+        url = server.url + "api/rooms/general/messages?limit=500"
+        texts = [m["text"] for m in httpx.get(url, timeout=10).json()["messages"]]
+        flood = [t for t in texts if t.startswith("flood")]
+        assert 1 <= len(flood) <= 10, len(flood)  # the burst, not the 200

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import socket
 import struct
+import time
 from typing import TYPE_CHECKING, Any
 
 from comptoir.config import ALL_INTERFACES
@@ -25,8 +26,9 @@ from comptoir.sites.chat.commands import run_command
 from comptoir.sites.chat.core import ChatCore, ChatError
 from comptoir.sites.chat.fanout import Fanout
 from comptoir.sites.chat.history import Event
+from comptoir.sites.chat.outbox import TokenBucket
 from comptoir.sites.chat.protocol import Outgoing, line
-from comptoir.sites.chat.text import DEFAULT_ROOM, BadName, clean_text
+from comptoir.sites.chat.text import DEFAULT_ROOM, BadName, clean_text, parse_rate
 
 if TYPE_CHECKING:
     from comptoir.sites.chat import ChatOptions
@@ -38,6 +40,10 @@ RECENT = 20
 # Bytes of lines waiting for a client that does not read, before it is disconnected.
 BACKLOG = 256 * 1024
 PASSWORD_TRIES = 3
+
+
+# How often a client whose lines are dropped past --rate is told so.
+RATE_ERROR_EVERY = 1.0
 
 
 class LineTimeout(Exception):
@@ -121,6 +127,9 @@ class TCPClient:
         self.closed = False
         self.buffer = b""
         self.line_started = 0.0  # when the first byte of the unfinished line in `buffer` came
+        # --rate as on the WebSocket: each line (message or command) takes a token.
+        self.bucket = TokenBucket(*parse_rate(door.options.rate))
+        self.rate_said = -RATE_ERROR_EVERY
 
     def write(self, text: str) -> None:
         """Send one line (a client too slow to read its lines is disconnected)."""
@@ -280,7 +289,13 @@ class TCPClient:
             await self.handle(text)
 
     async def handle(self, text: str) -> None:
-        """One line: a command or a message."""
+        """One line: a command or a message (dropped past --rate, said once a second)."""
+        if not self.bucket.take():
+            now = time.monotonic()
+            if now - self.rate_said >= RATE_ERROR_EVERY:
+                self.rate_said = now
+                self.write("! too many lines: this one was dropped, slow down")
+            return
         try:
             if text.startswith("/"):
                 events: list[Event] = await run_command(self, text)
