@@ -5,6 +5,7 @@ ping floods, fragmented and invalid frames, many rooms and nicknames from one cl
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -325,3 +326,48 @@ def test_tcp_lines_are_held_to_the_rate_as_websocket_frames(history: str) -> Non
         texts = [m["text"] for m in httpx.get(url, timeout=10).json()["messages"]]
         flood = [t for t in texts if t.startswith("flood")]
         assert 1 <= len(flood) <= 10, len(flood)  # the burst, not the 200
+
+
+async def everything(reader: asyncio.StreamReader) -> bytes:
+    """What the server wrote before it closed (a reset, when lines it did not read were left,
+    ends it too)."""
+    got = b""
+    with contextlib.suppress(ConnectionResetError):
+        while chunk := await asyncio.wait_for(reader.read(4096), 20):
+            got += chunk
+    return got
+
+
+def test_tcp_passwords_count_with_the_web_logins_and_prompts_with_the_address(
+    history: str,
+) -> None:
+    # The review's guessing: connections held at `password:` escaped --max-per-ip, and guesses
+    # the login throttle (5 wrong ones per address, then a wait).
+    port = free_port()
+    env = {"COMPTOIR_PASSWORD": "sesame-sesame"}
+    args = ["--history", history, "--tcp", str(port), "--password", "--max-per-ip", "2"]
+    with live_server("chat", *args, env=env, url_count=2):
+
+        async def main() -> None:
+            held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+            for reader, _ in held:
+                assert await asyncio.wait_for(reader.readline(), 10) == b"password:\n"
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            refused = await asyncio.wait_for(reader.read(), 10)
+            assert refused == b"! too many connections from your address\n"
+            writer.close()
+            for _, writer in held:
+                writer.write(b"a\nb\nc\n")
+            said = b"".join([await everything(r) for r, _ in held])
+            for _, writer in held:
+                writer.close()
+            assert said.count(b"! wrong password") == 5
+            assert b"! too many wrong passwords: try again in" in said
+            # Blocked now, the right password included.
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"sesame-sesame\n")
+            rest = await everything(reader)
+            assert rest.startswith(b"! too many wrong passwords") and b"welcome" not in rest
+            writer.close()
+
+        asyncio.run(main())

@@ -31,6 +31,7 @@ from comptoir.sites.chat.protocol import Outgoing, line
 from comptoir.sites.chat.text import DEFAULT_ROOM, BadName, clean_text, parse_rate
 
 if TYPE_CHECKING:
+    from comptoir.security.sessions import LoginThrottle
     from comptoir.sites.chat import ChatOptions
     from comptoir.sites.chat.hub import ChatHub
     from comptoir.sites.contract import ServiceContext
@@ -63,6 +64,19 @@ class ChatTCP:
         self.server: asyncio.AbstractServer | None = None
         self.subscriber = 0
         self.clients: set[TCPClient] = set()
+        self.at_prompt: dict[str, int] = {}  # client key → connections at the password prompt
+        self._throttle: LoginThrottle | None = None
+
+    def throttle(self) -> LoginThrottle:
+        """The web logins' throttle, on the run's state store (made once the workers' is)."""
+        if self._throttle is None:
+            from comptoir.security.sessions import LoginThrottle
+            from comptoir.state import open_store
+
+            run_dir = self.context.run_dir
+            path = str(run_dir / "state.sqlite3") if run_dir is not None else None
+            self._throttle = LoginThrottle(open_store(path))
+        return self._throttle
 
     @property
     def core(self) -> ChatCore:
@@ -248,34 +262,57 @@ class TCPClient:
                 self.buffer = chunk[end + 1 :]
                 return
 
-    async def _password(self) -> bool:
+    async def _password(self, host: str) -> bool:
+        """Whether the client gave the server's password (asked first when there is one). Each
+        try counts with the web logins' (`LoginThrottle`: per address, and for all together)."""
         from comptoir.security.passwords import verify_password
 
         stored = self.door.context.server.password_hash
         if stored is None:
             return True
+        throttle = self.door.throttle()
         loop = asyncio.get_running_loop()
         for _ in range(PASSWORD_TRIES):
+            wait = throttle.attempt(host)
+            if wait:
+                self.write(f"! too many wrong passwords: try again in {wait} s")
+                return False
             self.write("password:")
             given = await self.readline()
             if given is None:
                 return False
             if await loop.run_in_executor(None, verify_password, given, stored):
+                throttle.succeeded(host)
                 return True
+            throttle.failed(host)
             await asyncio.sleep(1)  # a wrong password costs time: no quick guessing
             self.write("! wrong password")
         return False
 
     async def run(self) -> None:
         """Serve the client until it quits or goes away."""
-        if not await self._password():
-            return
         peer = self.writer.get_extra_info("peername")
         host = str(peer[0]) if peer else "-"
         from comptoir.clientlimits import client_key
 
+        key = str(client_key(host))
+        # Those still at the password prompt count against --max-per-ip too (they hold no
+        # nickname yet, which is what the chat's own count is of).
+        waiting = self.door.at_prompt
+        if waiting.get(key, 0) >= self.door.options.max_per_ip:
+            self.write("! too many connections from your address")
+            return
+        waiting[key] = waiting.get(key, 0) + 1
         try:
-            self.nick = self.door.core.connect(self.door.subscriber, str(client_key(host)))
+            if not await self._password(host):
+                return
+        finally:
+            if waiting[key] > 1:
+                waiting[key] -= 1
+            else:
+                del waiting[key]
+        try:
+            self.nick = self.door.core.connect(self.door.subscriber, key)
         except ChatError as exc:
             self.write(f"! {exc.message}")
             return
