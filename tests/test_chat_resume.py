@@ -35,15 +35,20 @@ def send(ws: Any, **frame: Any) -> None:
     ws.send_text(json.dumps(frame))
 
 
+def named(ws: Any, nick: str) -> None:
+    """A connection just made takes `nick`."""
+    until(ws, "joined")
+    send(ws, type="nick", nick=nick)
+    until(ws, "nick")
+
+
 def test_resume_gives_back_the_nickname_and_the_missed_direct_messages(tmp_path: Path) -> None:
     options = ChatOptions(history=tmp_path / "h.sqlite3")
     with (
         TestClient(build_app(make_config("chat", options))) as client,
         client.websocket_connect("/ws", subprotocols=PROTOCOL) as bob,
     ):
-        until(bob, "joined")
-        send(bob, type="nick", nick="bob")
-        until(bob, "nick")
+        named(bob, "bob")
         with client.websocket_connect("/ws", subprotocols=PROTOCOL) as ann:
             welcome = until(ann, "welcome")
             token = welcome["resume"]
@@ -63,9 +68,7 @@ def test_resume_gives_back_the_nickname_and_the_missed_direct_messages(tmp_path:
         until(bob, "message")
         # Someone else taking "ann" reads nothing of hers: DMs are not in any history.
         with client.websocket_connect("/ws", subprotocols=PROTOCOL) as other:
-            until(other, "joined")
-            send(other, type="nick", nick="ann")
-            until(other, "nick")
+            named(other, "ann")
             send(bob, type="dm", to="ann", text="to the new ann")
             assert until(other, "dm")["text"] == "to the new ann"
         # The real ann comes back with her token: her nickname, then what she missed.
@@ -103,13 +106,9 @@ def test_a_token_never_reads_what_came_before_its_connection_took_the_nickname(
         TestClient(build_app(make_config("chat", options))) as client,
         client.websocket_connect("/ws", subprotocols=PROTOCOL) as bob,
     ):
-        until(bob, "joined")
-        send(bob, type="nick", nick="bob")
-        until(bob, "nick")
+        named(bob, "bob")
         with client.websocket_connect("/ws", subprotocols=PROTOCOL) as alice:
-            until(alice, "joined")
-            send(alice, type="nick", nick="alice")
-            until(alice, "nick")
+            named(alice, "alice")
             send(bob, type="dm", to="alice", text="SECRET for alice")
             until(bob, "dm")
         with client.websocket_connect("/ws", subprotocols=PROTOCOL) as mallory:
