@@ -599,6 +599,15 @@ def run_talk(
     del target
     if send is not None and not send.strip():
         raise ConfigError("--send: the message is empty")
+    from comptoir.sites.chat.text import BadName, check_nick, check_room
+
+    # The chat's own rules: a name it would refuse is the user's to fix (exit 2).
+    for flag, value, check in (("--nick", nick, check_nick), ("--room", room, check_room)):
+        try:
+            if value is not None:
+                check(value)
+        except BadName as exc:
+            raise ConfigError(f"{flag}: {exc}") from None
     secret = read_password() if password else None
     try:
         return asyncio.run(talk(url, nick=nick, room=room, send=send, password=secret))

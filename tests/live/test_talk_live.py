@@ -150,6 +150,8 @@ def test_usage_and_connection_errors_are_one_line() -> None:
         (["http://127.0.0.1:99999/"], 2, "bad port"),
         (["http://127.0.0.1:1/"], 1, "connection refused"),
         ([], 2, "Missing argument 'URL'"),
+        (["http://127.0.0.1:1/", "--nick", "bad name"], 2, "--nick: a nickname is made of"),
+        (["http://127.0.0.1:1/", "--room", "a/b"], 2, "--room: a room name is made of"),
     ]:
         done = talk(*args, "--send", "x")
         assert done.returncode == code, (args, done.stderr)
