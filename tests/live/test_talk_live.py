@@ -60,10 +60,11 @@ def test_send_and_piped_lines_are_stored(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert done.stdout == "* in #dev: carl\n"
         assert messages(srv.url, "dev") == [("carl", t) for t in lines]
-        # A taken nickname and a message too long: one line each, exit 1.
+        # A room name the chat refuses is the user's to fix (exit 2); a message too long is
+        # refused by the server (exit 1): one line each.
         done = talk(srv.url, "--room", "nowhere!", "--send", "x")
-        assert done.returncode == 1
-        assert done.stderr.startswith("comptoir: error: ") and "room name" in done.stderr
+        assert done.returncode == 2
+        assert done.stderr.startswith("comptoir: error: --room: ") and "room name" in done.stderr
         done = talk(srv.url, "--send", "x" * 5000)
         assert done.returncode == 1 and "longer than 4096 bytes" in done.stderr
 
