@@ -69,7 +69,6 @@ class ApiApp:
 
     def __init__(self, options: ApiOptions, context: SiteContext) -> None:
         self.options = options
-        self.context = context
         self.log: Callable[[str], None] = write_line
         self.site: ApiSite | None = None
         self.early: dict[str, EarlyRows] = {}
