@@ -191,7 +191,7 @@ def test_cross_origin_handshake_is_refused(tmp_path: Path) -> None:
             pytest.raises(WebSocketDisconnect),
             client.websocket_connect("/ws", headers={"origin": "http://evil.example"}),
         ):
-            pass
+            pass  # the handshake itself is refused
         with client.websocket_connect("/ws", headers={"origin": "http://testserver"}) as ws:
             assert ws.receive_text().startswith("* you are in")
         with client.websocket_connect("/ws", headers={"origin": "http://app.example"}) as ws:

@@ -224,7 +224,7 @@ class Talk:
                 if isinstance(event, dict):
                     await self.handle(event)
         except ConnectionClosed:
-            pass
+            pass  # how it closed is read just below, from the close code
         rcvd = getattr(self.ws, "close_code", None)
         reason = getattr(self.ws, "close_reason", "") or ""
         if not self.closed.done():

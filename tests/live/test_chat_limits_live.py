@@ -283,7 +283,7 @@ def test_many_rooms_and_nicknames_from_one_client_are_bounded(history: str) -> N
                     await ws.send(json.dumps({"type": "leave", "room": room}))
                 assert (await until_any(ws, "error", "left"))["type"] == "left"
                 while (await until_any(ws, "error", "left")).get("room") != rooms[-1]:
-                    pass
+                    pass  # read up to the last room's answer
             rooms = httpx.get(server.url + "api/rooms").json()["rooms"]
             assert [r["name"] for r in rooms] == ["general"]
             await ws.send(json.dumps({"type": "join", "room": "last-one"}))
@@ -292,7 +292,7 @@ def test_many_rooms_and_nicknames_from_one_client_are_bounded(history: str) -> N
             for i in range(1000):
                 await ws.send(json.dumps({"type": "nick", "nick": f"n{i}"}))
             while (await until(ws, "nick"))["nick"] != "n999":
-                pass
+                pass  # read up to the last rename
             async with websockets.connect(ws_url(server.url), subprotocols=[PROTOCOL]) as other:
                 await until(other, "joined")
                 await other.send(json.dumps({"type": "who", "room": "general"}))

@@ -171,7 +171,7 @@ def test_a_reader_too_slow_for_the_send_timeout_is_cut_off(tmp_path: Path) -> No
 async def read_all(ws: Any) -> None:
     with contextlib.suppress(ConnectionClosed):
         async for _ in ws:
-            pass
+            pass  # drained until the server closes
 
 
 def server_rss(server: Any) -> int:

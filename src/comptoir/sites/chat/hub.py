@@ -162,7 +162,7 @@ class HubBroker:
                 else:
                     future.set_result(message.get("ok"))
         except (ValueError, ConnectionError):
-            pass
+            pass  # the hub gone, or a line it did not finish: `finally` fails every wait
         finally:
             writer, self.writer = self.writer, None
             if writer is not None:

@@ -338,7 +338,7 @@ class ChatSession:
         elif kind == "ping":
             await self.reply({"type": "pong"})
         elif kind == "pong":
-            pass
+            pass  # the answer to the idle ping: a frame received is all it had to be
         else:
             await self.reply(
                 error("unknown_type", f"unknown type {kind[:40]!r}", request=kind[:40])

@@ -116,7 +116,7 @@ class ChatTCP:
         except LineTimeout as exc:
             client.write(str(exc))
         except (ConnectionError, TimeoutError):
-            pass
+            pass  # the client went away, or stopped reading: `finally` cleans up
         finally:
             self.clients.discard(client)
             self.fanout.remove(client)
