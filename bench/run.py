@@ -773,15 +773,15 @@ def comptoir_chat(bench: Bench, port: int) -> Launch:
     --rate 20/s, --max-per-ip 20, the queues — but the capacity: --max-connections and
     --worker-connections fit the largest scenario (10,000 idle: 4,096 and 10,000 by default).
     The clients come from many loopback addresses, 20 each (chat_load.py), so --max-per-ip and
-    --max-client-requests stay as they are. comptoir keeps 4 descriptors per connection within
-    the open-files limit: the hard limit is raised here when allowed (root), else said."""
+    --max-client-requests stay as they are. A chat's connection holds one descriptor, its
+    socket (SiteKind.fds_per_connection): the open-files limit is raised to fit them all."""
     capacity = chat_capacity(bench)
-    soft, _ = raise_open_files_limit(4 * capacity + 256)
-    if soft < 4 * capacity + 256:
-        # comptoir's own rule (openfiles.connections_within): 128 kept, 4 per connection.
+    soft, _ = raise_open_files_limit(capacity + 256)
+    if soft < capacity + 256:
+        # comptoir's own rule (openfiles.connections_within): 128 kept, 1 per connection.
         print(
             f"\n  open-files limit {soft:,} (not raised: no CAP_SYS_RESOURCE): comptoir's worker"
-            f" will hold at most {(soft - 128) // 4:,} connections, not {capacity:,}",
+            f" will hold at most {soft - 128:,} connections, not {capacity:,}",
             end="",
             flush=True,
         )

@@ -5,6 +5,7 @@ what granian is given. tests/live/test_limits_live.py holds them against real so
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import resource
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,8 @@ def test_connections_fit_the_open_files_limit() -> None:
     # Four descriptors a connection (its socket; an upload's part file, folder and DIR).
     assert connections_within(4096, 1024) == (1024 - 128) // 4
     assert connections_within(4096, 100) == 16
+    # A kind whose connections hold only their socket (chat, echo) fits four times as many.
+    assert connections_within(20_000, 20_000, per_connection=1) == 20_000 - 128
 
 
 def test_a_low_limit_cuts_worker_connections_and_says_so_when_asked_for(
@@ -319,6 +322,28 @@ def test_a_low_limit_cuts_worker_connections_and_says_so_when_asked_for(
     server = server_module.Server(Config())
     server._fit_open_files()
     assert server.config.server == ServerOptions()
+
+
+def test_sites_whose_connections_hold_only_their_socket_fit_more_of_them(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from comptoir import server as server_module
+    from comptoir.sites.chat import ChatOptions
+
+    monkeypatch.setattr(server_module, "raise_open_files_limit", lambda: 20_000)
+    chat = make_config(
+        "chat", ChatOptions(history=tmp_path / "h.sqlite3"), worker_connections=10_512
+    )
+    server = server_module.Server(chat)
+    server._fit_open_files()
+    assert server.config.server.worker_connections == 10_512
+    # With a site receiving uploads beside it, four descriptors a connection again.
+    both = dataclasses.replace(
+        chat, sites=(*chat.sites, *make_config("receive", ReceiveOptions(root=tmp_path)).sites)
+    )
+    server = server_module.Server(both)
+    server._fit_open_files()
+    assert server.config.server.worker_connections == (20_000 - 128) // 4
 
 
 def test_granian_is_given_the_caps_and_the_header_timeout(

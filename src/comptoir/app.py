@@ -19,6 +19,7 @@ from comptoir import netinfo
 from comptoir.accesslog import AccessLog, escape_controls, escape_for_log
 from comptoir.clientlimits import client_limits
 from comptoir.clock import Clock, SystemClock
+from comptoir.collector import settle
 from comptoir.config import ALL_INTERFACES, Config, ServerOptions, SiteConfig
 from comptoir.errors import ClientGone, HTTPError
 from comptoir.fastpath import FastPath
@@ -29,7 +30,7 @@ from comptoir.security import secure_site
 from comptoir.sites import AnyKind, SiteContext, get_kind
 from comptoir.state import open_store
 from comptoir.terminal import write_line
-from comptoir.types import ASGIApp, Message, Receive, Scope, Send
+from comptoir.types import FRAMES, ASGIApp, Message, Receive, Scope, Send
 from comptoir.web.assets import Assets
 
 # python-multipart logs every malformed body it meets as a warning. The client already gets a 400
@@ -87,6 +88,8 @@ class WorkerApp:
             return
         access_log = self.access_log
         started_at = access_log.clock() if access_log is not None else 0.0
+        if stype == "websocket":
+            scope[FRAMES] = send
         fast = self.fast_path if stype == "http" else None
         if fast is not None:
             prepared = fast.find(scope)
@@ -182,6 +185,7 @@ class WorkerApp:
                 except Exception as exc:
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                settle()  # what the sites built stays: out of the collector's way
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 for kind, app in self.hooks:

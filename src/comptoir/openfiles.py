@@ -15,8 +15,8 @@ import contextlib
 # Descriptors a worker needs besides its connections: the listener, pipes, SQLite, the shared
 # assets, Python's own.
 FD_RESERVE = 128
-# What one connection may hold at once: its socket, and up to three more (an upload's part file,
-# its folder, DIR).
+# What one connection may hold at once unless its sites say less (SiteKind.fds_per_connection):
+# its socket, and up to three more (an upload's part file, its folder, DIR).
 FDS_PER_CONNECTION = 4
 # Asked for when the hard limit is "unlimited" (macOS refuses RLIM_INFINITY as a soft limit).
 UNLIMITED_TARGETS = (1 << 20, 65536, 10240)
@@ -44,8 +44,11 @@ def raise_open_files_limit() -> int | None:
     return soft
 
 
-def connections_within(wanted: int, open_files: int | None) -> int:
-    """How many connections a worker may hold, at most `wanted`, within `open_files`."""
+def connections_within(
+    wanted: int, open_files: int | None, per_connection: int = FDS_PER_CONNECTION
+) -> int:
+    """How many connections a worker may hold, at most `wanted`, within `open_files`, each
+    holding up to `per_connection` descriptors."""
     if open_files is None:
         return wanted
-    return max(16, min(wanted, (open_files - FD_RESERVE) // FDS_PER_CONNECTION))
+    return max(16, min(wanted, (open_files - FD_RESERVE) // per_connection))

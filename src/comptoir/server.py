@@ -25,7 +25,7 @@ from comptoir.errors import ConfigError
 from comptoir.hosts import url_host
 from comptoir.loops import resolve_loop
 from comptoir.netinfo import lan_addresses
-from comptoir.openfiles import connections_within, raise_open_files_limit
+from comptoir.openfiles import FDS_PER_CONNECTION, connections_within, raise_open_files_limit
 from comptoir.security.tls import TLSFiles, check_tls_options, tls_enabled
 from comptoir.services import Service, ServiceRunner
 from comptoir.sites import ServiceContext, get_kind
@@ -217,7 +217,9 @@ class Server:
     def _fit_open_files(self) -> None:
         """Raise the open-files limit (the workers inherit it); cut --worker-connections to fit."""
         server = self.config.server
-        connections = connections_within(server.worker_connections, raise_open_files_limit())
+        sites = self.config.sites
+        per = max((get_kind(s.kind).fds_per_connection for s in sites), default=FDS_PER_CONNECTION)
+        connections = connections_within(server.worker_connections, raise_open_files_limit(), per)
         if connections == server.worker_connections:
             return
         # Said when asked for; the default is cut to fit without a word at every start.

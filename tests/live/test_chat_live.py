@@ -97,6 +97,40 @@ def test_tcp_clients_meet_websocket_clients(tmp_path: Path) -> None:
         asyncio.run(main())
 
 
+def test_a_burst_reaches_every_reader_in_order_and_whole(tmp_path: Path) -> None:
+    # Under granian each frame is handed to the server at once, not awaited (outbox.py): what
+    # keeps them in order is granian's runtime; this is the check that it does.
+    history = tmp_path / "h.sqlite3"
+    with live_server("chat", "--history", str(history), "--rate", "100000/s") as server:
+
+        async def main() -> None:
+            url = ws_url(server.url)
+            readers = [await websockets.connect(url, subprotocols=[PROTOCOL]) for _ in range(5)]
+            plain = await websockets.connect(url)  # plain text lines
+            for reader in readers:
+                await until(reader, "joined")
+            sender = await websockets.connect(url, subprotocols=[PROTOCOL])
+            await until(sender, "joined")
+            drain = asyncio.create_task(read_all(sender))
+            count = 900  # under the queue's 1,000 frames: none is cut off
+            for i in range(count):
+                await sender.send(json.dumps({"type": "message", "text": f"{i:04d} " + "b" * 200}))
+            for reader in readers:
+                got = [(await until(reader, "message"))["text"][:4] for _ in range(count)]
+                assert got == [f"{i:04d}" for i in range(count)]
+            lines = []
+            while len(lines) < count:
+                line = await asyncio.wait_for(plain.recv(), 10)
+                if " bbbb" in line:
+                    lines.append(re.search(r"(\d{4}) b", line)[1])  # type: ignore[index]
+            assert lines == [f"{i:04d}" for i in range(count)]
+            drain.cancel()
+            for ws in (*readers, plain, sender):
+                await ws.close()
+
+        asyncio.run(main())
+
+
 def test_a_slow_consumer_is_cut_off_and_does_not_slow_others(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite3"
     args = ["chat", "--history", str(history), "--queue-messages", "50", "--queue-bytes", "64K"]

@@ -180,6 +180,10 @@ class SiteKind(Generic[OptionsT, AppT]):
     # Lines the banner prints under the site's URLs (e.g. the folder receive saves into); none
     # with --quiet.
     banner: Callable[[OptionsT], list[str]] = _no_notes
+    # Descriptors one connection to the site may hold at once: its socket, and what a request
+    # opens (a file being sent: 2; an upload's part file, its folder and DIR: 4). A worker holds
+    # as many connections as fit the open-files limit at its sites' largest (openfiles.py).
+    fds_per_connection: int = 4
 
 
 AnyKind = SiteKind[Any, Any]

@@ -406,4 +406,5 @@ KIND = SiteKind(
     shutdown=shutdown,
     url_suffix=url_suffix,
     banner=banner,
+    fds_per_connection=2,  # the socket; the folder a write syncs (rows: files opened once)
 )

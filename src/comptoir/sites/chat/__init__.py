@@ -226,4 +226,5 @@ KIND = SiteKind(
     shutdown=shutdown,
     services=services,
     banner=banner,
+    fds_per_connection=1,  # the socket; frames only; the history is one file per worker
 )

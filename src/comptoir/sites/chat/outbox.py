@@ -1,21 +1,33 @@
 """What a connection sends, queued with bounds, and how fast it may send (token bucket).
 
 A chat's broadcast must never wait for one slow reader: delivering an event only puts a frame in
-each connection's `Outbox`, and the connection's own writer task sends it. The queue is bounded
-in frames and bytes; an event that would go past either bound marks the connection as too slow
-(it is then closed) instead of growing the server's memory — unlike the `websockets` library's
-`broadcast()`, which keeps writing into every buffer. The connection's own replies (history, a
-recovery) wait for room in the queue instead, since only that connection waits for them.
+each connection's `Outbox`, which never waits. What waits is bounded in frames and bytes; an
+event that would go past either bound marks the connection as too slow (it is then closed)
+instead of growing the server's memory — unlike the `websockets` library's `broadcast()`, which
+keeps writing into every buffer. The connection's own replies (history, a recovery) wait for
+room instead, since only that connection waits for them.
 
-Each send is also bounded in time. granian's `websocket.send` resolves once the frame is flushed
-to the socket (`ASGIWebsocketProtocol.send_message` awaits tokio-tungstenite's `SplitSink::send`,
-a write and a flush): a client that stopped reading leaves it pending once the kernel's buffers
-(up to `tcp_wmem`'s 4 MiB on Linux) are full, and a trickle of events would never overflow the
-queue. A send pending for `--send-timeout` marks the connection too slow as well; cancelling it
-drops granian's Rust future (`future_into_py_futlike`), which frees the connection's writer.
-The sends in progress are watched by one task per event loop (`_Watch`), a few times a timeout,
-rather than each under its own timer: `asyncio.timeout()` around every send cost 10 µs more a
-frame (uvloop), 10 ms for an event to 1,000 clients.
+**Two ways to send.** Under granian (the worker's app gives the server's own send: FRAMES),
+`DirectOutbox` hands each frame to the server at once: granian's `websocket.send` starts the
+write when it is called (a task on the worker's Rust runtime) and returns a future-like that
+need not be awaited — unawaited, its completion costs no wake-up of the event loop. The frames
+a connection has in flight are its queue: they complete in the order they were given (granian's
+single-threaded runtime starts its tasks in the order they were spawned, and each waits for the
+connection's writer behind a fair lock, `ASGIWebsocketProtocol.send_message`), so the ones done
+are dropped from the front. Awaiting each send from a writer task per connection, as the ASGI
+spec has it, cost twice the CPU a delivery (docs/decisions.md, chat fan-out). Under any other
+server (the tests' in-process ASGI), `QueuedOutbox` keeps the frames and its writer task awaits
+each send.
+
+Each send is also bounded in time. granian's send resolves once the frame is flushed to the
+socket (tokio-tungstenite's `SplitSink::send`, a write and a flush): a client that stopped
+reading leaves it pending once the kernel's buffers (up to `tcp_wmem`'s 4 MiB on Linux) are
+full, and a trickle of events would never overflow the queue. A connection whose oldest frame
+has not gone for `--send-timeout` is marked too slow as well; its sends are cancelled, which
+drops granian's Rust futures (`future_into_py_futlike`) and frees the connection's writer. The
+outboxes are watched by one task per event loop (`_Watch`), a few times a timeout, rather than
+each send under its own timer: `asyncio.timeout()` around every send cost 10 µs more a frame
+(uvloop), 10 ms for an event to 1,000 clients.
 
 A cut-off client cannot take a close frame either: it waits behind the megabytes it does not
 read, and granian then drops the socket with them still queued, a FIN-WAIT-1 orphan the kernel
@@ -34,9 +46,12 @@ import os
 import socket
 import struct
 import time
+from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import Any, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol
+
+from comptoir.types import Send
 
 # How long one frame may take to reach the client's socket, unless --send-timeout says otherwise.
 SEND_TIMEOUT = 10.0
@@ -45,39 +60,75 @@ SEND_TIMEOUT = 10.0
 UNSENT_MAX = 64 * 1024
 
 
-class Outbox:
-    """A bounded queue of text frames and the task that sends them."""
+class Outbox(Protocol):
+    """A connection's bounded way out (see the module)."""
 
-    def __init__(
-        self,
-        send: Callable[[str], Awaitable[None]],
-        max_bytes: int,
-        max_frames: int,
-        timeout: float = SEND_TIMEOUT,
-    ) -> None:
+    max_frames: int
+    overflowed: bool
+
+    def put(self, frame: str) -> bool:
+        """Send a frame now; False (and `overflowed`) when the bounds would be passed."""
+        ...
+
+    async def put_wait(self, frame: str) -> None:
+        """Send a frame, waiting for room first (for the connection's own replies)."""
+        ...
+
+    async def run(self) -> None:
+        """Until cancelled: returns, with `overflowed` set, once the client was found too slow."""
+        ...
+
+    def check(self, now: float) -> None:
+        """Mark the client too slow if its oldest frame has waited over the timeout (the watch)."""
+        ...
+
+
+def make_outbox(send: Send, max_bytes: int, max_frames: int, timeout: float) -> Outbox:
+    """The outbox for a connection whose frames go out through `send` (see the module)."""
+    owner = getattr(send, "__self__", None)
+    if type(owner).__module__.startswith("granian."):
+        return DirectOutbox(send, max_bytes, max_frames, timeout)
+    return QueuedOutbox(send, max_bytes, max_frames, timeout)
+
+
+class _Bounded(ABC):
+    """What both outboxes share: the bounds, the overflow, the wait for room, the watch."""
+
+    def __init__(self, send: Send, max_bytes: int, max_frames: int, timeout: float) -> None:
         self.send = send
         self.max_bytes = max_bytes
         self.max_frames = max_frames
         self.timeout = timeout
-        self.frames: deque[str] = deque()
-        self.size = 0
+        self.size = 0  # bytes waiting
         self.overflowed = False
-        self.since = 0.0  # when the send in progress began (0: none)
-        self.writer: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
+        self._ended = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
 
+    @abstractmethod
+    def waiting(self) -> int:
+        """Frames not gone yet."""
+
+    @abstractmethod
+    def _append(self, frame: str) -> None:
+        """Send `frame` (or queue it for the writer): the bounds were checked."""
+
+    @abstractmethod
+    def check(self, now: float) -> None:
+        """Mark the client too slow if its oldest frame has waited over the timeout (the watch)."""
+
     def _fits(self, frame: str) -> bool:
-        # One frame larger than the bound still goes out when the queue is empty.
-        if not self.frames:
+        # One frame larger than the bound still goes out when nothing waits.
+        count = self.waiting()
+        if not count:
             return True
-        return len(self.frames) < self.max_frames and self.size + len(frame) <= self.max_bytes
+        return count < self.max_frames and self.size + len(frame) <= self.max_bytes
 
     def put(self, frame: str) -> bool:
-        """Queue a frame now; False (and `overflowed`) when the bounds would be passed."""
+        """Send a frame now; False (and `overflowed`) when the bounds would be passed."""
         if self.overflowed:
             return False
+        self._collect()
         if not self._fits(frame):
             self._overflow()
             return False
@@ -85,38 +136,141 @@ class Outbox:
         return True
 
     async def put_wait(self, frame: str) -> None:
-        """Queue a frame, waiting for room first (for the connection's own replies)."""
-        while not self._fits(frame) and not self.overflowed:
+        """Send a frame, waiting for room first (for the connection's own replies)."""
+        while not self.overflowed:
+            self._collect()
+            if self._fits(frame):
+                self._append(frame)
+                return
             self._room.clear()
-            await self._room.wait()
-        if not self.overflowed:
-            self._append(frame)
+            await self._wait_room()
+
+    @abstractmethod
+    def _collect(self) -> None:
+        """Forget the frames already gone."""
+
+    async def _wait_room(self) -> None:
+        await self._room.wait()
 
     def _overflow(self) -> None:
-        # The frames will never be sent: their memory goes now, not when the connection ends.
+        # What waits will never be sent: its memory goes now, not when the connection ends.
         self.overflowed = True
-        self.frames.clear()
         self.size = 0
-        self._ready.set()  # the writer wakes up to end
+        self._ended.set()
         self._room.set()
 
-    def stalled(self) -> None:
-        """The send in progress took too long: the client is too slow, its writer ends."""
-        self._overflow()
-        if self.writer is not None:
-            self.writer.cancel()
+    def _has_room(self) -> bool:
+        return self.size <= self.max_bytes // 2 and self.waiting() <= self.max_frames // 2
+
+    async def run(self) -> None:
+        """Until cancelled: returns, with `overflowed` set, once the client was found too slow."""
+        watch = _Watch.of_loop()
+        watch.add(self)
+        try:
+            await self._serve()
+        except asyncio.CancelledError:
+            if not self.overflowed:
+                raise  # cancelled by the session, not by the watch
+        finally:
+            watch.discard(self)
+
+    async def _serve(self) -> None:
+        await self._ended.wait()
+
+
+class DirectOutbox(_Bounded):
+    """Frames handed to granian at once; the ones in flight are the queue (see the module)."""
+
+    def __init__(self, send: Send, max_bytes: int, max_frames: int, timeout: float) -> None:
+        super().__init__(send, max_bytes, max_frames, timeout)
+        self.flying: deque[tuple[Any, int]] = deque()  # (granian's future-like, bytes)
+        self.moved = 0.0  # when a frame last went, or the first one was given (monotonic)
+
+    def waiting(self) -> int:
+        """Frames not gone yet."""
+        return len(self.flying)
+
+    def _append(self, frame: str) -> None:
+        if not self.flying:
+            self.moved = time.monotonic()
+        self.flying.append((self.send({"type": "websocket.send", "text": frame}), len(frame)))
+        self.size += len(frame)
+
+    def _collect(self) -> None:
+        flying = self.flying
+        gone = False
+        while flying and flying[0][0].done():
+            self.size -= flying.popleft()[1]
+            gone = True
+        if gone:
+            self.moved = time.monotonic()
+            if self._has_room():
+                self._room.set()
+
+    async def _wait_room(self) -> None:
+        # The oldest frame's completion is awaited (one waiter: granian's future-like keeps one
+        # callback), or the overflow, whichever comes first.
+        oldest = self.flying[0][0]
+        ended = asyncio.ensure_future(self._ended.wait())
+        try:
+            await asyncio.wait([oldest, ended], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ended.cancel()
+
+    def _overflow(self) -> None:
+        # The frames still in flight are dropped: granian's Rust futures end, freeing the writer.
+        for future, _ in self.flying:
+            future.cancel()
+        self.flying.clear()
+        super()._overflow()
+
+    def check(self, now: float) -> None:
+        """Mark the client too slow if its oldest frame has waited over the timeout (the watch)."""
+        if self.overflowed:
+            return
+        self._collect()
+        if self.flying and now - self.moved > self.timeout:
+            self._overflow()
+
+
+class QueuedOutbox(_Bounded):
+    """Frames kept here; the writer task (`run`) awaits each send (see the module)."""
+
+    def __init__(self, send: Send, max_bytes: int, max_frames: int, timeout: float) -> None:
+        super().__init__(send, max_bytes, max_frames, timeout)
+        self.frames: deque[str] = deque()
+        self.since = 0.0  # when the send in progress began (0: none)
+        self.writer: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+
+    def waiting(self) -> int:
+        """Frames not gone yet."""
+        return len(self.frames)
+
+    def _collect(self) -> None:
+        """Nothing to forget: a queued frame leaves the queue as its send begins."""
 
     def _append(self, frame: str) -> None:
         self.frames.append(frame)
         self.size += len(frame)
         self._ready.set()
 
-    async def run(self) -> None:
-        """Send the queued frames, in order, until cancelled or the send fails; returns, with
-        `overflowed` set, when the queue overflowed or one send took longer than `timeout`."""
+    def _overflow(self) -> None:
+        self.frames.clear()
+        super()._overflow()
+        self._ready.set()  # the writer wakes up to end
+
+    def check(self, now: float) -> None:
+        """Mark the client too slow if its send in progress has taken over the timeout."""
+        if self.since and now - self.since > self.timeout and not self.overflowed:
+            self._overflow()
+            if self.writer is not None:
+                self.writer.cancel()
+
+    async def _serve(self) -> None:
+        """Send the queued frames, in order, until the queue overflows or the send fails."""
         self.writer = asyncio.current_task()
-        watch = _Watch.of_loop()
-        watch.add(self)
+        send = self.send
         try:
             while not self.overflowed:
                 if not self.frames:
@@ -125,26 +279,22 @@ class Outbox:
                     continue
                 frame = self.frames.popleft()
                 self.size -= len(frame)
-                if self.size <= self.max_bytes // 2 and len(self.frames) <= self.max_frames // 2:
+                if self._has_room():
                     self._room.set()
                 self.since = time.monotonic()
-                await self.send(frame)
+                await send({"type": "websocket.send", "text": frame})
                 self.since = 0.0
-        except asyncio.CancelledError:
-            if not self.overflowed:
-                raise  # cancelled by the session, not by the watch
         finally:
-            watch.discard(self)
             self.writer = None
 
 
 class _Watch:
-    """The outboxes of one event loop, their sends in progress checked a few times a timeout."""
+    """The outboxes of one event loop, checked a few times a timeout."""
 
     _loops: ClassVar[dict[asyncio.AbstractEventLoop, _Watch]] = {}
 
     def __init__(self) -> None:
-        self.outboxes: set[Outbox] = set()
+        self.outboxes: set[_Bounded] = set()
         self.task: asyncio.Task[None] | None = None
 
     @classmethod
@@ -157,12 +307,12 @@ class _Watch:
             watch = cls._loops[loop] = cls()
         return watch
 
-    def add(self, outbox: Outbox) -> None:
+    def add(self, outbox: _Bounded) -> None:
         self.outboxes.add(outbox)
         if self.task is None or self.task.done():
             self.task = asyncio.get_running_loop().create_task(self._run())
 
-    def discard(self, outbox: Outbox) -> None:
+    def discard(self, outbox: _Bounded) -> None:
         self.outboxes.discard(outbox)
 
     async def _run(self) -> None:
@@ -171,8 +321,7 @@ class _Watch:
             await asyncio.sleep(min(o.timeout for o in self.outboxes) / 4)
             now = time.monotonic()
             for outbox in list(self.outboxes):
-                if outbox.since and now - outbox.since > outbox.timeout:
-                    outbox.stalled()
+                outbox.check(now)
 
 
 class TokenBucket:

@@ -24,7 +24,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from comptoir.sites.chat.core import ChatError
 from comptoir.sites.chat.history import Event
-from comptoir.sites.chat.outbox import Outbox, TokenBucket, abort_socket
+from comptoir.sites.chat.outbox import TokenBucket, abort_socket, make_outbox
 from comptoir.sites.chat.protocol import (
     SUBPROTOCOL,
     VERSION,
@@ -38,6 +38,7 @@ from comptoir.sites.chat.protocol import (
     parse_request,
 )
 from comptoir.sites.chat.text import DEFAULT_ROOM, BadName, check_nick, check_room, clean_text
+from comptoir.types import FRAMES
 
 if TYPE_CHECKING:
     from comptoir.sites.chat.app import ChatRuntime
@@ -87,17 +88,16 @@ class ChatSession:
         # The ids of the resumed connection's time with its nickname: (since, upto].
         self.resumed_since = self.resumed_upto = 0
         options = runtime.options
-        self.outbox = Outbox(
-            self._send, options.queue_bytes, options.queue_messages, options.send_timeout
+        # The server's own send when the worker's app gave it (FRAMES), else Starlette's.
+        send = ws.scope.get(FRAMES) or ws.send
+        self.outbox = make_outbox(
+            send, options.queue_bytes, options.queue_messages, options.send_timeout
         )
         self.bucket = TokenBucket(*runtime.rate, now=runtime.monotonic)
         self.rate_said = -RATE_ERROR_EVERY
         self.closing: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
 
     # Sending ---------------------------------------------------------------------------------
-
-    async def _send(self, frame: str) -> None:
-        await self.ws.send({"type": "websocket.send", "text": frame})
 
     def _frame(self, out: Outgoing) -> str | None:
         return out.json() if self.json else out.text()

@@ -136,4 +136,5 @@ KIND = SiteKind(
     help="An httpbin-compatible HTTP inspection service; with --tcp/--udp, RFC 862 echo too.",
     demo=DEMO,
     services=services,
+    fds_per_connection=1,  # the socket; answers are computed; nothing is opened
 )

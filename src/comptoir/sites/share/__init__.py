@@ -172,4 +172,5 @@ KIND = SiteKind(
     startup=startup,
     shutdown=shutdown,
     url_suffix=url_suffix,
+    fds_per_connection=2,  # the socket; the file being sent
 )

@@ -77,4 +77,5 @@ KIND = SiteKind(
     help="Serve DIR (default: the current folder) as a static web site.",
     demo=DEMO,
     validate=validate,
+    fds_per_connection=2,  # the socket; the file being sent
 )
