@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 import orjson
 
 from comptoir.errors import ConfigError
+from comptoir.sites.chat.protocol import joined_line
 
 SUBPROTOCOL = "comptoir.chat.v1"
 # Terminal controls (ESC, C0 and C1 but tab and newline) and bidirectional overrides.
@@ -292,7 +293,7 @@ class Talk:
         elif kind == "nick":
             line = f"* {who} is now {event.get('nick')}"
         elif kind == "joined":
-            line = f"* you are in #{room} with {', '.join(event.get('members') or ())}"
+            line = joined_line(str(room), list(event.get("members") or ()), event.get("count"))
         elif kind == "left":
             line = f"* you left #{room}"
         elif kind == "truncated":

@@ -231,6 +231,46 @@ def test_rooms_unread_counts_and_keyboard(people: Crowd, tmp_path: Path) -> None
         assert ann.page.evaluate("document.activeElement.id") == "chat-text"
 
 
+def test_a_crowded_room_shows_its_count_and_lists_on_request(people: Crowd, tmp_path: Path) -> None:
+    import asyncio
+    import threading
+
+    import websockets
+
+    history = str(tmp_path / "h.sqlite3")
+    with live_server("chat", "--history", history, "--max-per-ip", "200") as srv:
+        ready = threading.Event()
+        done = threading.Event()
+
+        async def hold() -> None:
+            url = "ws" + srv.url.rstrip("/").removeprefix("http") + "/ws"
+            # Past core.PRESENCE_LIVE; reading all they are sent (a client whose queue is full
+            # stops reading, and its close then waits for the timeout).
+            crowd = [await websockets.connect(url, max_queue=None) for _ in range(110)]
+            ready.set()
+            while not done.is_set():
+                await asyncio.sleep(0.05)
+            for ws in crowd:
+                await ws.close()
+
+        holder = threading.Thread(target=asyncio.run, args=(hold(),))
+        holder.start()
+        try:
+            assert ready.wait(30)
+            ann = people(srv.url)
+            note = ann.page.locator("#chat-people li", has_text="111 here")
+            note.wait_for(timeout=WAIT)
+            assert "too many to follow" in note.inner_text()
+            note.get_by_role("button", name="List them").click()
+            listed = ann.page.locator("#chat-messages li", has_text="In #general:")
+            listed.wait_for(timeout=WAIT)
+            assert listed.inner_text().count("guest") == 111
+            assert ann.problems == []
+        finally:
+            done.set()
+            holder.join(30)
+
+
 def test_offline_then_back_gets_each_missed_message_once(people: Crowd, tmp_path: Path) -> None:
     history = str(tmp_path / "h.sqlite3")
     port = free_port()

@@ -9,10 +9,11 @@ event. A broker across machines (Redis) would be a third class of this shape.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from comptoir.sites.chat.core import ChatCore
+from comptoir.sites.chat.core import ChatCore, keep_presence
 from comptoir.sites.chat.history import Event
 
 Deliver = Callable[[Event], None]
@@ -60,13 +61,18 @@ class LocalBroker:
     def __init__(self, core: ChatCore) -> None:
         self.core = core
         self.subscriber: int | None = None
+        self.ticker: asyncio.Task[None] | None = None
 
     async def start(self, deliver: Deliver) -> None:
-        """Subscribe to the core."""
+        """Subscribe to the core; keep its crowded rooms' counts announced."""
         self.subscriber = self.core.subscribe(deliver)
+        self.ticker = asyncio.create_task(keep_presence(self.core))
 
     async def close(self) -> None:
         """Unsubscribe (this worker's nicknames leave their rooms)."""
+        if self.ticker is not None:
+            self.ticker.cancel()
+            self.ticker = None
         if self.subscriber is not None:
             self.core.unsubscribe(self.subscriber)
             self.subscriber = None

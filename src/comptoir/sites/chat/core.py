@@ -9,6 +9,7 @@ connections it concerns. A subscriber that goes away takes its nicknames and pre
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import secrets
 import time
@@ -28,6 +29,14 @@ if TYPE_CHECKING:
 MAX_ROOMS = 1000
 # How long a connection gone may be resumed (its nickname and direct messages) with its token.
 RESUME_FOR = 3600.0
+# Members up to which a room's arrivals and departures are announced one by one and a `joined`
+# lists everyone. Beyond, each arrival would send every member a frame and the newcomer the whole
+# list, n² for n people: 1,000 clients connecting made 545,707 frames (46 MB) and 10,000 never
+# finished. A crowded room's members are sent its count instead, in a `presence` event at most
+# every PRESENCE_EVERY seconds (with the full list again once it is back to PRESENCE_LIVE);
+# `who` still lists everyone, to the one who asks.
+PRESENCE_LIVE = 100
+PRESENCE_EVERY = 5.0
 
 
 class ChatError(Exception):
@@ -92,6 +101,10 @@ class ChatCore:
         self.known_rooms: set[str] = set(self.declared) | self.spoken
         self._ids = itertools.count(1)
         self._guests = itertools.count(1)
+        # Crowded rooms (see PRESENCE_LIVE): when each may next be announced, and those whose
+        # count changed since it last was.
+        self.crowded: dict[str, float] = {}
+        self.recounted: set[str] = set()
 
     # Subscribers --------------------------------------------------------------------------
 
@@ -220,15 +233,22 @@ class ChatCore:
             raise ChatError("too_many_rooms", "this chat has as many rooms as it can hold")
         self.known_rooms.add(room)
 
-    def join(self, nick: str, room: str) -> list[str]:
-        """`nick` enters `room` (a join event for the others); who is there now."""
+    def join(self, nick: str, room: str) -> dict[str, Any]:
+        """`nick` enters `room` (a join event for the others, or a count if it is crowded); who
+        is there now: `{"count": n, "members": [...]}`, the list empty in a crowded room."""
         member = self._member(nick)
         self._room(room)
         if room not in member.rooms:
             member.rooms.add(room)
-            self.presence.setdefault(room, {})[nick_key(nick)] = member.nick
-            self._emit({"type": "join", "ts": self._ts(), "room": room, "from": member.nick})
-        return sorted(self.presence[room].values(), key=str.casefold)
+            people = self.presence.setdefault(room, {})
+            people[nick_key(nick)] = member.nick
+            if room in self.crowded or len(people) > PRESENCE_LIVE:
+                self._recount(room)
+            else:
+                self._emit({"type": "join", "ts": self._ts(), "room": room, "from": member.nick})
+        people = self.presence[room]
+        listed = room not in self.crowded
+        return {"count": len(people), "members": self.who(room) if listed else []}
 
     def leave(self, nick: str, room: str) -> None:
         """`nick` leaves `room` (a leave event)."""
@@ -243,7 +263,37 @@ class ChatCore:
         if not people and room not in self.declared and room not in self.spoken:
             self.known_rooms.discard(room)
             self.presence.pop(room, None)
-        self._emit({"type": "leave", "ts": self._ts(), "room": room, "from": member.nick})
+        if room in self.crowded:
+            self._recount(room)
+        else:
+            self._emit({"type": "leave", "ts": self._ts(), "room": room, "from": member.nick})
+
+    def _recount(self, room: str) -> None:
+        """A crowded room's count changed: announced now if its time has come, else by `tick`."""
+        now = self.now()
+        if now >= self.crowded.setdefault(room, now):
+            self._announce(room, now)
+        else:
+            self.recounted.add(room)
+
+    def _announce(self, room: str, now: float) -> None:
+        people = self.presence.get(room, {})
+        event: Event = {"type": "presence", "ts": self._ts(), "room": room, "count": len(people)}
+        self.recounted.discard(room)
+        if len(people) > PRESENCE_LIVE:
+            self.crowded[room] = now + PRESENCE_EVERY
+        else:
+            # Back to few: everyone listed once more, then each arrival and departure again.
+            del self.crowded[room]
+            event["members"] = self.who(room)
+        self._emit(event)
+
+    def tick(self) -> None:
+        """Announce the crowded rooms whose count changed and whose time has come (called every
+        second by whoever holds the core: keep_presence)."""
+        now = self.now()
+        for room in [r for r in self.recounted if now >= self.crowded.get(r, now)]:
+            self._announce(room, now)
 
     def who(self, room: str) -> list[str]:
         """The nicknames in `room`."""
@@ -294,6 +344,13 @@ class ChatCore:
         member = self._member(nick)
         if room in member.rooms:
             self._emit({"type": "typing", "ts": self._ts(), "room": room, "from": member.nick})
+
+
+async def keep_presence(core: ChatCore) -> None:
+    """Until cancelled: the crowded rooms' counts announced in time (`ChatCore.tick`)."""
+    while True:
+        await asyncio.sleep(1.0)
+        core.tick()
 
 
 def make_core(options: ChatOptions) -> ChatCore:

@@ -23,7 +23,7 @@ import orjson
 
 from comptoir.errors import ConfigError
 from comptoir.sites.chat.broker import Deliver, dispatch
-from comptoir.sites.chat.core import ChatCore, ChatError, make_core
+from comptoir.sites.chat.core import ChatCore, ChatError, keep_presence, make_core
 
 if TYPE_CHECKING:
     from comptoir.sites.chat import ChatOptions
@@ -50,6 +50,7 @@ class ChatHub:
         self.core: ChatCore | None = None
         self.server: asyncio.AbstractServer | None = None
         self.writers: set[asyncio.StreamWriter] = set()
+        self.ticker: asyncio.Task[None] | None = None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
 
     async def start(self) -> list[str]:
@@ -68,10 +69,13 @@ class ChatHub:
         self.server = await asyncio.start_unix_server(self._worker, path, limit=LINE_LIMIT)
         path.chmod(0o600)
         self.context.publish(endpoint_name(self.options), str(path))
+        self.ticker = asyncio.create_task(keep_presence(self.core))
         return []
 
     async def stop(self) -> None:
         """Close the workers' connections and the history."""
+        if self.ticker is not None:
+            self.ticker.cancel()
         if self.server is not None:
             self.server.close()
         for writer in list(self.writers):

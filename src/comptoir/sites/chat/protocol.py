@@ -104,6 +104,14 @@ def _indented(text: str) -> str:
     return text.replace("\n", "\n    ")
 
 
+def joined_line(room: str, members: list[str], count: Any) -> str:
+    """What a line client is told on entering a room: who is there, or how many when the room
+    is crowded and lists nobody (core.PRESENCE_LIVE)."""
+    if members or not isinstance(count, int):
+        return f"* you are in #{room} with {', '.join(members)}"
+    return f"* you are in #{room}, {count:,} here (/who lists them)"
+
+
 def line(event: Event) -> str | None:
     """One server event as a plain client's text line (None: plain clients skip it)."""
     kind = event["type"]
@@ -120,7 +128,7 @@ def line(event: Event) -> str | None:
     if kind == "nick":
         return f"* {event['from']} is now {event['nick']}"
     if kind == "joined":
-        return f"* you are in #{room} with {', '.join(event['members'])}"
+        return joined_line(str(room), event["members"], event.get("count"))
     if kind == "error":
         return f"! {event['message']}"
     if kind == "notice":

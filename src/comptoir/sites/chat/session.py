@@ -362,7 +362,7 @@ class ChatSession:
             state.pending = []
         runtime.fanout.enter(self, room)
         try:
-            members = await runtime.broker.call("join", self.nick, room)
+            present = await runtime.broker.call("join", self.nick, room)
         except ChatError:
             self.rooms.pop(room, None)
             runtime.fanout.leave(self, room)
@@ -380,7 +380,8 @@ class ChatSession:
                 truncated = True
             if truncated:
                 events = history.recent(room, RECENT)
-        await self.reply({"type": "joined", "room": room, "members": members})
+        members, count = present["members"], present["count"]
+        await self.reply({"type": "joined", "room": room, "members": members, "count": count})
         if truncated:
             first = events[0]["id"] if events else None
             await self.reply(

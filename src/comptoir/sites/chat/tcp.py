@@ -185,12 +185,12 @@ class TCPClient:
         """Enter a room: its recent lines, then its events."""
         self.door.fanout.enter(self, room)
         try:
-            members = self.door.core.join(self.nick, room)
+            present = self.door.core.join(self.nick, room)
         except ChatError:
             self.door.fanout.leave(self, room)
             raise
         self.current = room
-        self.write(f"* you are in #{room} with {', '.join(members)}")
+        self.write(line({"type": "joined", "room": room, **present}) or "")
         for event in self.door.core.history.recent(room, RECENT):
             self.write(line(event) or "")
 

@@ -110,6 +110,7 @@
         read: Number(saved.read[key]) || 0,
         unread: 0,
         members: [],
+        count: 0, // people in the room; more than `members` lists when it is crowded
         typing: new Map(),
       };
       convs.set(key, c);
@@ -208,6 +209,8 @@
         return presence(ev.room, ev.from, true);
       case "leave":
         return presence(ev.room, ev.from, false);
+      case "presence":
+        return recount(ev);
       case "nick":
         return renamed(ev);
       case "typing":
@@ -252,6 +255,7 @@
     c.joined = true;
     c.want = true;
     c.members = ev.members.slice();
+    c.count = typeof ev.count === "number" ? ev.count : c.members.length;
     if (pendingJoin === ev.room) {
       pendingJoin = null;
     }
@@ -264,6 +268,7 @@
     c.want = false;
     c.joined = false;
     c.members = [];
+    c.count = 0;
     if (active === c.key) {
       show("#general");
     }
@@ -280,10 +285,22 @@
     } else if (!here && i >= 0) {
       c.members.splice(i, 1);
     }
+    c.count = c.members.length;
     c.typing.delete(nick);
     if (c.key === active) {
       renderPeople();
       renderTyping();
+    }
+  }
+
+  // A crowded room (over a hundred people) sends its count every few seconds instead of each
+  // arrival and departure; with the full list again once it is back to few.
+  function recount(ev) {
+    const c = conv("#" + ev.room);
+    c.count = ev.count;
+    c.members = Array.isArray(ev.members) ? ev.members.slice() : [];
+    if (c.key === active) {
+      renderPeople();
     }
   }
 
@@ -547,6 +564,16 @@
     const c = convs.get(active);
     const items = [];
     const names = c && c.room ? c.members : c ? [c.name] : [];
+    if (c && c.room && c.count > names.length) {
+      const li = document.createElement("li");
+      li.textContent = c.count.toLocaleString() + " here: too many to follow one by one. ";
+      const b = document.createElement("button");
+      b.type = "button";
+      b.textContent = "List them";
+      b.addEventListener("click", () => send({ type: "who", room: c.name }));
+      li.append(b);
+      items.push(li);
+    }
     for (const nick of names) {
       const li = document.createElement("li");
       if (nick === me) {
