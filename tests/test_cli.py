@@ -333,3 +333,15 @@ def test_every_kind_is_also_a_command_of_its_name() -> None:
     listed = CliRunner().invoke(cli, ["--help"]).output
     assert "serve" in listed and "  static" not in listed  # the alias stays out of the list
     assert "Usage: cli static" in CliRunner().invoke(cli, ["static", "--help"]).output
+
+
+def test_connections_are_accepted_without_nagle() -> None:
+    # A small write (a chat frame, a chunk of a streamed body) goes at once, not after the ACK
+    # of the one before, which a client may delay 40 ms.
+    from comptoir.server import bind_socket
+
+    listener = bind_socket("127.0.0.1", 0)
+    with listener, socket.create_connection(listener.getsockname()[:2]):
+        accepted, _ = listener.accept()
+        with accepted:
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

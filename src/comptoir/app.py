@@ -101,7 +101,7 @@ class WorkerApp:
                     await send({"type": "http.response.body", "body": body})
                 except Exception as exc:
                     # A server whose send fails mid-answer: nothing more can be sent.
-                    self.log(_error_line(scope, exc))
+                    self.log(error_line(scope, exc))
                     body = b""
                 if access_log is not None:
                     duration = access_log.clock() - started_at
@@ -152,7 +152,7 @@ class WorkerApp:
             if not started:
                 await _answer(scope, tracked, exc.status, exc.message, exc.headers)
         except Exception as exc:
-            self.log(_error_line(scope, exc))
+            self.log(error_line(scope, exc))
             if not started:
                 with contextlib.suppress(Exception):
                     await _answer(scope, tracked, 500, "Internal server error")
@@ -194,7 +194,7 @@ class WorkerApp:
                             await kind.shutdown(app)
                         except Exception as exc:
                             # One site failing to stop must not keep the others from stopping.
-                            self.log(_error_line(None, exc))
+                            self.log(error_line(None, exc))
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -209,7 +209,7 @@ async def _answer(
     await send_error(scope, send, status, message, headers)
 
 
-def _error_line(scope: Scope | None, exc: BaseException) -> str:
+def error_line(scope: Scope | None, exc: BaseException) -> str:
     """The log entry of an unexpected exception: what was asked, then the traceback."""
     if scope is None:
         where = "lifespan"

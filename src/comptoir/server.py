@@ -68,6 +68,10 @@ def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
     sock = socket.socket(family, stype, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # The accepted connections inherit it (Linux, BSD): a small write goes at once instead of
+        # waiting for the ACK of the one before (Nagle), which the client may delay 40 ms. A chat's
+        # frames and a streamed body are such writes; granian's own listener sets it too.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0 if wildcard else 1)
         sock.bind(addr)

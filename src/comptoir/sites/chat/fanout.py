@@ -68,7 +68,7 @@ class Fanout:
         if kind == "dm":
             names = {nick_key(event["from"]), nick_key(event["to"])}
             for peer in [p for p in self.peers if nick_key(p.nick) in names]:
-                peer.receive(out)
+                _receive(peer, out)
             return
         if kind == "nick":
             # The connection that changed its name is answered by its own session.
@@ -77,10 +77,23 @@ class Fanout:
                 targets |= self.rooms.get(room, set())
             for peer in targets:
                 if nick_key(peer.nick) != nick_key(event["from"]):
-                    peer.receive(out)
+                    _receive(peer, out)
             return
         for peer in list(self.rooms.get(event.get("room") or "", ())):
             # A connection's own arrival, departure and typing are answered by its session.
             if kind in ("join", "leave", "typing") and peer.nick == event["from"]:
                 continue
-            peer.receive(out)
+            _receive(peer, out)
+
+
+def _receive(peer: ChatPeer, out: Outgoing) -> None:
+    """Give one connection an event: a failure there is logged and ends that connection alone.
+    Raised here, it would end the worker's link to the hub, and every connection with it."""
+    try:
+        peer.receive(out)
+    except Exception as exc:
+        from comptoir.app import error_line
+        from comptoir.terminal import write_line
+
+        write_line(error_line({"type": "websocket", "path": "/ws"}, exc))
+        peer.close(1011, "internal error")

@@ -191,9 +191,14 @@ class DirectOutbox(_Bounded):
         return len(self.flying)
 
     def _append(self, frame: str) -> None:
+        sent = self.send({"type": "websocket.send", "text": frame})
+        if not hasattr(sent, "done"):
+            # A ready-made answer (granian's empty, done or error awaitable): nothing in flight,
+            # the connection is closing and its reader will see it.
+            return
         if not self.flying:
             self.moved = time.monotonic()
-        self.flying.append((self.send({"type": "websocket.send", "text": frame}), len(frame)))
+        self.flying.append((sent, len(frame)))
         self.size += len(frame)
 
     def _collect(self) -> None:
