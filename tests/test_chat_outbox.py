@@ -134,7 +134,7 @@ async def test_replies_wait_for_room_rather_than_cut_the_client_off() -> None:
                 self.loop.call_soon(cb, self)
 
     first = Awaitable()
-    box.flying[0] = (first, 1)
+    box.flying[0] = first
     third = asyncio.create_task(box.put_wait("3"))
     await asyncio.sleep(0.01)
     assert not third.done()  # two in flight: it waits

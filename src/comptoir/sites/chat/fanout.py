@@ -79,21 +79,30 @@ class Fanout:
                 if nick_key(peer.nick) != nick_key(event["from"]):
                     _receive(peer, out)
             return
-        for peer in list(self.rooms.get(event.get("room") or "", ())):
+        own = event["from"] if kind in ("join", "leave", "typing") else None
+        for peer in list(self.rooms.get(out.room, ())):
             # A connection's own arrival, departure and typing are answered by its session.
-            if kind in ("join", "leave", "typing") and peer.nick == event["from"]:
+            if own is not None and peer.nick == own:
                 continue
-            _receive(peer, out)
+            try:
+                peer.receive(out)
+            except Exception as exc:
+                _failed(peer, exc)
 
 
 def _receive(peer: ChatPeer, out: Outgoing) -> None:
-    """Give one connection an event: a failure there is logged and ends that connection alone.
-    Raised here, it would end the worker's link to the hub, and every connection with it."""
+    """Give one connection an event (see `_failed`)."""
     try:
         peer.receive(out)
     except Exception as exc:
-        from comptoir.app import error_line
-        from comptoir.terminal import write_line
+        _failed(peer, exc)
 
-        write_line(error_line({"type": "websocket", "path": "/ws"}, exc))
-        peer.close(1011, "internal error")
+
+def _failed(peer: ChatPeer, exc: Exception) -> None:
+    """A connection failed to take an event: logged, and that connection alone ends. Raised
+    further, it would end the worker's link to the hub, and every connection with it."""
+    from comptoir.app import error_line
+    from comptoir.terminal import write_line
+
+    write_line(error_line({"type": "websocket", "path": "/ws"}, exc))
+    peer.close(1011, "internal error")

@@ -183,12 +183,32 @@ class DirectOutbox(_Bounded):
 
     def __init__(self, send: Send, max_bytes: int, max_frames: int, timeout: float) -> None:
         super().__init__(send, max_bytes, max_frames, timeout)
-        self.flying: deque[tuple[Any, int]] = deque()  # (granian's future-like, bytes)
+        # granian's future-likes of the frames in flight, and their sizes (two deques, not one
+        # of pairs: a tuple per frame would be a container for the cyclic collector to follow).
+        self.flying: deque[Any] = deque()
+        self.sizes: deque[int] = deque()
         self.moved = 0.0  # when a frame last went, or the first one was given (monotonic)
 
     def waiting(self) -> int:
         """Frames not gone yet."""
         return len(self.flying)
+
+    def put(self, frame: str) -> bool:
+        """Send a frame now; False (and `overflowed`) when the bounds would be passed."""
+        # The fan-out's path, once per connection per event: _Bounded.put, inlined.
+        if self.overflowed:
+            return False
+        flying = self.flying
+        if flying:
+            if flying[0].done():
+                self._collect()
+            if flying and (
+                len(flying) >= self.max_frames or self.size + len(frame) > self.max_bytes
+            ):
+                self._overflow()
+                return False
+        self._append(frame)
+        return True
 
     def _append(self, frame: str) -> None:
         sent = self.send({"type": "websocket.send", "text": frame})
@@ -198,24 +218,26 @@ class DirectOutbox(_Bounded):
             return
         if not self.flying:
             self.moved = time.monotonic()
-        self.flying.append((sent, len(frame)))
+        self.flying.append(sent)
+        self.sizes.append(len(frame))
         self.size += len(frame)
 
     def _collect(self) -> None:
         flying = self.flying
         gone = False
-        while flying and flying[0][0].done():
-            self.size -= flying.popleft()[1]
+        while flying and flying[0].done():
+            flying.popleft()
+            self.size -= self.sizes.popleft()
             gone = True
         if gone:
             self.moved = time.monotonic()
-            if self._has_room():
+            if not self._room.is_set() and self._has_room():
                 self._room.set()
 
     async def _wait_room(self) -> None:
         # The oldest frame's completion is awaited (one waiter: granian's future-like keeps one
         # callback), or the overflow, whichever comes first.
-        oldest = self.flying[0][0]
+        oldest = self.flying[0]
         ended = asyncio.ensure_future(self._ended.wait())
         try:
             await asyncio.wait([oldest, ended], return_when=asyncio.FIRST_COMPLETED)
@@ -224,9 +246,10 @@ class DirectOutbox(_Bounded):
 
     def _overflow(self) -> None:
         # The frames still in flight are dropped: granian's Rust futures end, freeing the writer.
-        for future, _ in self.flying:
+        for future in self.flying:
             future.cancel()
         self.flying.clear()
+        self.sizes.clear()
         super()._overflow()
 
     def check(self, now: float) -> None:

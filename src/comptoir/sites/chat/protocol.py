@@ -141,18 +141,17 @@ def line(event: Event) -> str | None:
 class Outgoing:
     """An event on its way to many connections: each form made once, when first needed."""
 
-    __slots__ = ("_json", "_line", "event")
+    __slots__ = ("_json", "_line", "event", "id", "kind", "room")
 
     def __init__(self, event: Event) -> None:
         self.event = event
+        # Read by every connection it reaches: looked up once.
+        self.kind: str = event["type"]
+        self.room: str = event.get("room") or ""
+        value: Any = event.get("id")
+        self.id: int | None = value if isinstance(value, int) else None  # None: not kept
         self._json: str | None = None
         self._line: str | bool | None = False
-
-    @property
-    def id(self) -> int | None:
-        """The event's id (None for those the history does not keep)."""
-        value: Any = self.event.get("id")
-        return value if isinstance(value, int) else None
 
     def json(self) -> str:
         """The JSON frame."""

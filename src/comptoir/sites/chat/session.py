@@ -115,7 +115,7 @@ class ChatSession:
 
     def receive(self, out: Outgoing) -> None:
         """An event of the site for this connection (from the fan-out; never waits)."""
-        kind = out.event["type"]
+        kind = out.kind
         if kind == "dm":
             if self.dm_pending is not None:
                 if len(self.dm_pending) >= self.outbox.max_frames:
@@ -128,7 +128,7 @@ class ChatSession:
             self.dm_seen = out.id or self.dm_seen
             self._push(out)
             return
-        state = self.rooms.get(out.event.get("room") or "")
+        state = self.rooms.get(out.room)
         if state is None:
             if kind == "nick":
                 self._push(out)
