@@ -198,6 +198,30 @@ def test_cross_origin_handshake_is_refused(tmp_path: Path) -> None:
             assert ws.receive_text().startswith("* you are in")
 
 
+def test_a_refused_page_is_told_in_the_terminal_with_the_option_that_allows_it(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # The course's page opened from a file: its browser sends `Origin: null`.
+    options = ChatOptions(history=tmp_path / "h.sqlite3")
+    with TestClient(build_app(make_config("chat", options))) as client:
+        for origin in ("null", "null", "http://evil.example/\x1b[2J"):
+            with (
+                pytest.raises(WebSocketDisconnect),
+                client.websocket_connect("/ws", headers={"origin": origin}),
+            ):
+                pass  # refused: 403
+    err = capfd.readouterr().err
+    assert err.count("Origin: null") == 1  # once per origin
+    assert "--allow-origin null lets it in" in err
+    assert "\x1b" not in err and "evil.example" in err  # escaped
+    allowed = ChatOptions(history=tmp_path / "h2.sqlite3", allow_origin=("null",))
+    with (
+        TestClient(build_app(make_config("chat", allowed))) as client,
+        client.websocket_connect("/ws", headers={"origin": "null"}) as ws,
+    ):
+        assert ws.receive_text().startswith("* you are in")
+
+
 def test_a_message_cannot_pass_for_lines_of_others(client: TestClient) -> None:
     # The review's forgery: a JSON client's text with newlines, read by plain clients.
     with (

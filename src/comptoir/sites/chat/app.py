@@ -29,6 +29,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, Router, WebSocketRoute
 from starlette.websockets import WebSocket
 
+from comptoir.accesslog import escape_for_log
 from comptoir.clientlimits import client_key
 from comptoir.sites.chat import ChatOptions, endpoint_name, history_path
 from comptoir.sites.chat.broker import Broker, LocalBroker
@@ -41,6 +42,7 @@ from comptoir.sites.chat.session import HISTORY_MAX, RECENT, TRY_LATER, ChatSess
 from comptoir.sites.chat.text import BadName, check_nick, check_room, clean_text, parse_rate
 from comptoir.sites.contract import SiteContext
 from comptoir.sites.starlette import StarletteSite
+from comptoir.terminal import write_line
 from comptoir.types import Receive, Scope, Send
 from comptoir.web import render
 
@@ -85,6 +87,7 @@ class ChatSite:
             broker, history = LocalBroker(core), core.history
         self.runtime = ChatRuntime(options, broker, history)
         self.started = False
+        self.refused: set[str] = set()  # the origins whose refusal was logged
         self._starting = asyncio.Lock()
         router = Router(
             [
@@ -134,6 +137,7 @@ class ChatSite:
     async def websocket(self, ws: WebSocket) -> None:
         """GET /ws: check the origin, take a place (limits), then serve the connection."""
         if not self._origin_allowed(ws):
+            self._say_refused(ws.headers.get("origin", ""))
             await ws.close(1008)  # before the handshake: the client sees 403
             return
         last_id = _last_id(ws.query_params.get("last_id"))
@@ -152,6 +156,21 @@ class ChatSite:
             raise
         session = ChatSession(self.runtime, ws, nick, json_mode=subprotocol is not None)
         await session.run(last_id)
+
+    def _say_refused(self, origin: str) -> None:
+        # A browser shows nothing of a refused handshake but its status: the terminal says why,
+        # once per origin (at most 20: a page trying many cannot fill the log).
+        if origin in self.refused or len(self.refused) >= 20:
+            return
+        self.refused.add(origin)
+        if origin == "null":
+            page = "a page opened from a file or a sandboxed frame (Origin: null)"
+        else:
+            page = f"a page of {escape_for_log(origin)}"
+        write_line(
+            f"comptoir: chat: WebSocket from {page} refused (403), as a page of another site"
+            f" would be; --allow-origin {escape_for_log(origin) or 'null'} lets it in"
+        )
 
     def _origin_allowed(self, ws: WebSocket) -> bool:
         origin = ws.headers.get("origin")

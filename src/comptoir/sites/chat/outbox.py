@@ -23,9 +23,9 @@ Each send is also bounded in time. granian's send resolves once the frame is flu
 socket (tokio-tungstenite's `SplitSink::send`, a write and a flush): a client that stopped
 reading leaves it pending once the kernel's buffers (up to `tcp_wmem`'s 4 MiB on Linux) are
 full, and a trickle of events would never overflow the queue. A connection whose oldest frame
-has not gone for `--send-timeout` is marked too slow as well; its sends are cancelled, which
-drops granian's Rust futures (`future_into_py_futlike`) and frees the connection's writer. The
-outboxes are watched by one task per event loop (`_Watch`), a few times a timeout, rather than
+has not gone for `--send-timeout` (seen by the watch: up to a quarter of it later) is marked
+too slow as well; its sends are cancelled, which drops granian's Rust futures
+(`future_into_py_futlike`) and frees the connection's writer. The outboxes are watched by one task per event loop (`_Watch`), a few times a timeout, rather than
 each send under its own timer: `asyncio.timeout()` around every send cost 10 µs more a frame
 (uvloop), 10 ms for an event to 1,000 clients.
 
@@ -187,7 +187,11 @@ class DirectOutbox(_Bounded):
         # of pairs: a tuple per frame would be a container for the cyclic collector to follow).
         self.flying: deque[Any] = deque()
         self.sizes: deque[int] = deque()
-        self.moved = 0.0  # when a frame last went, or the first one was given (monotonic)
+        # Whether frames move is the watch's question, not the fan-out's: the fan-out only counts
+        # the frames gone, and the watch notes when that count last changed (no clock per frame).
+        self.gone = 0
+        self.gone_seen = 0
+        self.moved = 0.0  # when the watch last saw frames go, or none waiting (0: not yet)
 
     def waiting(self) -> int:
         """Frames not gone yet."""
@@ -216,23 +220,17 @@ class DirectOutbox(_Bounded):
             # A ready-made answer (granian's empty, done or error awaitable): nothing in flight,
             # the connection is closing and its reader will see it.
             return
-        if not self.flying:
-            self.moved = time.monotonic()
         self.flying.append(sent)
         self.sizes.append(len(frame))
         self.size += len(frame)
 
     def _collect(self) -> None:
+        # (`_room` is not used here: a reply waits on the oldest frame itself, `_wait_room`.)
         flying = self.flying
-        gone = False
         while flying and flying[0].done():
             flying.popleft()
             self.size -= self.sizes.popleft()
-            gone = True
-        if gone:
-            self.moved = time.monotonic()
-            if not self._room.is_set() and self._has_room():
-                self._room.set()
+            self.gone += 1
 
     async def _wait_room(self) -> None:
         # The oldest frame's completion is awaited (one waiter: granian's future-like keeps one
@@ -257,7 +255,10 @@ class DirectOutbox(_Bounded):
         if self.overflowed:
             return
         self._collect()
-        if self.flying and now - self.moved > self.timeout:
+        if not self.flying or self.gone != self.gone_seen or not self.moved:
+            self.gone_seen = self.gone
+            self.moved = now
+        elif now - self.moved > self.timeout:
             self._overflow()
 
 
