@@ -179,3 +179,31 @@ def test_http_post_is_delivered_live(tmp_path: Path) -> None:
         # The page is the browser's client (web/static/chat.js), which reads the same history.
         page = client.get("/", headers={"accept": "text/html"})
         assert page.status_code == 200 and "chat.js" in page.text
+
+
+def test_http_posts_are_held_to_the_rate_and_new_rooms_to_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from comptoir.sites.chat import core
+
+    monkeypatch.setattr(core, "MAX_ROOMS", 2)  # general, and one more
+    options = ChatOptions(history=tmp_path / "h.sqlite3", rate="3/s")
+    with TestClient(build_app(make_config("chat", options))) as client:
+        answers = [
+            client.post("/api/rooms/general/messages", json={"text": f"{i}", "nick": "bot"})
+            for i in range(5)
+        ]
+        assert [r.status_code for r in answers][:3] == [201, 201, 201]
+        refused = answers[-1]
+        assert refused.status_code == 429
+        assert int(refused.headers["retry-after"]) >= 1
+        assert "3/s" in refused.json()["error"]
+    with TestClient(
+        build_app(make_config("chat", ChatOptions(history=tmp_path / "i.sqlite3")))
+    ) as client:
+        assert (
+            client.post("/api/rooms/one/messages", json={"text": "x", "nick": "a"}).status_code
+            == 201
+        )
+        full = client.post("/api/rooms/two/messages", json={"text": "x", "nick": "a"})
+        assert full.status_code == 409 and "rooms" in full.json()["error"]

@@ -17,7 +17,9 @@ in this process, or the hub's in the main process), this worker's fan-out and th
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +39,7 @@ from comptoir.sites.chat.core import ChatError, make_core
 from comptoir.sites.chat.fanout import Fanout
 from comptoir.sites.chat.history import History
 from comptoir.sites.chat.openapi import openapi_document
+from comptoir.sites.chat.outbox import TokenBucket
 from comptoir.sites.chat.protocol import SUBPROTOCOL
 from comptoir.sites.chat.session import HISTORY_MAX, RECENT, TRY_LATER, ChatSession
 from comptoir.sites.chat.text import BadName, check_nick, check_room, clean_text, parse_rate
@@ -51,6 +54,8 @@ from comptoir.web import render
 NICK_COOKIE = "comptoir_chat_nick"
 # The largest body POST /api/rooms/<room>/messages reads: the JSON around a --max-message text.
 BODY_SLACK = 1024
+# Addresses whose HTTP posts are counted (--rate, per worker); past it the oldest is forgotten.
+POSTERS_MAX = 10_000
 
 
 @dataclass
@@ -88,6 +93,7 @@ class ChatSite:
         self.runtime = ChatRuntime(options, broker, history)
         self.started = False
         self.refused: set[str] = set()  # the origins whose refusal was logged
+        self.posters: OrderedDict[str | bytes, TokenBucket] = OrderedDict()  # --rate of POSTs
         self._starting = asyncio.Lock()
         router = Router(
             [
@@ -229,7 +235,27 @@ class ChatSite:
             messages = history.recent(room, limit)
         return _json({"room": room, "messages": messages})
 
+    def _may_post(self, request: Request) -> float:
+        """0 if this client may post now (`--rate`, as a WebSocket's messages), else the seconds
+        until it may."""
+        key = client_key(request.client.host if request.client else "-")
+        bucket = self.posters.get(key)
+        if bucket is None:
+            bucket = self.posters[key] = TokenBucket(*self.runtime.rate, now=self.runtime.monotonic)
+            if len(self.posters) > POSTERS_MAX:
+                self.posters.popitem(last=False)
+        else:
+            self.posters.move_to_end(key)
+        if bucket.take():
+            return 0.0
+        return (1 - bucket.tokens) / bucket.rate
+
     async def _post(self, request: Request, room: str) -> Response:
+        wait = self._may_post(request)
+        if wait:
+            retry = str(max(1, math.ceil(wait)))
+            problem = {"error": f"too many messages: {self.options.rate} from one address"}
+            return Response(orjson.dumps(problem), 429, {"Retry-After": retry}, "application/json")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return _json({"error": "send JSON: Content-Type: application/json"}, 415)
         limit = self.options.max_message + BODY_SLACK
@@ -262,7 +288,9 @@ class ChatSite:
         try:
             event = await broker.call("post", nick, room, text)
         except ChatError as exc:
-            return _json({"error": exc.message}, 404 if exc.code == "no_such_room" else 400)
+            # A room the fixed list lacks: 404; a chat holding as many rooms as it can: 409.
+            status = {"no_such_room": 404, "too_many_rooms": 409}.get(exc.code, 400)
+            return _json({"error": exc.message}, status)
         return _json(event, 201)
 
     # Front page --------------------------------------------------------------------------

@@ -159,9 +159,13 @@ def openapi_document(prefix: str, max_message: int) -> dict[str, Any]:
                             "not JSON, a field missing or empty, a name that breaks the rules"
                         ),
                         "404": _error("no such room (the site's rooms are fixed)"),
-                        "409": _error("a connected user holds that nickname"),
+                        "409": _error(
+                            "a connected user holds that nickname, or the chat holds as many"
+                            " rooms as it can"
+                        ),
                         "413": _error(f"a text over {max_message} bytes"),
                         "415": _error("a body that is not application/json"),
+                        "429": _error("more messages from this address than --rate allows"),
                         "503": unavailable,
                     },
                 },

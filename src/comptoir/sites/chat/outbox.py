@@ -19,15 +19,15 @@ spec has it, cost twice the CPU a delivery (docs/decisions.md, chat fan-out). Un
 server (the tests' in-process ASGI), `QueuedOutbox` keeps the frames and its writer task awaits
 each send.
 
-Each send is also bounded in time. granian's send resolves once the frame is flushed to the
-socket (tokio-tungstenite's `SplitSink::send`, a write and a flush): a client that stopped
-reading leaves it pending once the kernel's buffers (up to `tcp_wmem`'s 4 MiB on Linux) are
-full, and a trickle of events would never overflow the queue. A connection whose oldest frame
-has not gone for `--send-timeout` (seen by the watch: up to a quarter of it later) is marked
-too slow as well; its sends are cancelled, which drops granian's Rust futures
-(`future_into_py_futlike`) and frees the connection's writer. The outboxes are watched by one task per event loop (`_Watch`), a few times a timeout, rather than
-each send under its own timer: `asyncio.timeout()` around every send cost 10 µs more a frame
-(uvloop), 10 ms for an event to 1,000 clients.
+Each send is also bounded in time. granian's send resolves once the frame is flushed to the socket
+(tokio-tungstenite's `SplitSink::send`, a write and a flush): a client that stopped reading leaves
+it pending once the kernel's buffers (up to `tcp_wmem`'s 4 MiB on Linux) are full, and a trickle of
+events would never overflow the queue. A connection whose oldest frame has not gone for
+`--send-timeout` (seen by the watch: up to a quarter of it later) is marked too slow as well; its
+sends are cancelled, which drops granian's Rust futures (`future_into_py_futlike`) and frees the
+connection's writer. The outboxes are watched by one task per event loop (`_Watch`), a few times a
+timeout, rather than each send under its own timer: `asyncio.timeout()` around every send cost 10 µs
+more a frame (uvloop), 10 ms for an event to 1,000 clients.
 
 A cut-off client cannot take a close frame either: it waits behind the megabytes it does not
 read, and granian then drops the socket with them still queued, a FIN-WAIT-1 orphan the kernel
