@@ -131,6 +131,34 @@ def test_a_burst_reaches_every_reader_in_order_and_whole(tmp_path: Path) -> None
         asyncio.run(main())
 
 
+def test_a_recovery_longer_than_the_queue_waits_for_room_and_arrives_whole(
+    tmp_path: Path,
+) -> None:
+    # 60 missed messages through a queue of 10 frames: the replies wait for granian to finish
+    # sending the oldest (outbox.DirectOutbox._wait_room), none is dropped, none cut off.
+    history = tmp_path / "h.sqlite3"
+    args = ["--queue-messages", "10", "--rate", "100000/s"]
+    with live_server("chat", "--history", str(history), *args) as server:
+
+        async def main() -> None:
+            url = ws_url(server.url)
+            sender = await websockets.connect(url, subprotocols=[PROTOCOL], max_queue=None)
+            await until(sender, "joined")
+            for i in range(60):
+                await sender.send(json.dumps({"type": "message", "text": f"missed {i}"}))
+            for _ in range(60):
+                await until(sender, "message")
+            back = await websockets.connect(url + "?last_id=0", subprotocols=[PROTOCOL])
+            got = [(await until(back, "message"))["text"] for _ in range(60)]
+            assert got == [f"missed {i}" for i in range(60)]
+            await back.send(json.dumps({"type": "ping"}))
+            await until(back, "pong")  # still connected
+            await sender.close()
+            await back.close()
+
+        asyncio.run(main())
+
+
 def test_a_slow_consumer_is_cut_off_and_does_not_slow_others(tmp_path: Path) -> None:
     history = tmp_path / "h.sqlite3"
     args = ["chat", "--history", str(history), "--queue-messages", "50", "--queue-bytes", "64K"]
