@@ -53,3 +53,16 @@ def test_workers_are_told_with_1011_when_the_hub_goes_away(tmp_path: Path) -> No
         loop.call_soon_threadsafe(loop.stop)
         thread.join(5)
         loop.close()
+
+
+def test_a_hub_only_where_more_than_one_process_needs_the_core(tmp_path: Path) -> None:
+    from comptoir.sites.chat import services
+
+    options = ChatOptions(history=tmp_path / "h.sqlite3")
+    alone = services(options, ServiceContext(ServerOptions(workers=1), run_dir=tmp_path))
+    assert alone == []  # the worker holds the core itself
+    two = services(options, ServiceContext(ServerOptions(workers=2), run_dir=tmp_path))
+    assert [s.name for s in two] == ["chat"]
+    door = ChatOptions(history=tmp_path / "h.sqlite3", tcp=0)
+    with_tcp = services(door, ServiceContext(ServerOptions(workers=1), run_dir=tmp_path))
+    assert len(with_tcp) == 2  # the TCP door shares the hub's core

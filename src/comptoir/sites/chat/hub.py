@@ -8,6 +8,7 @@ worker's `HubBroker` opens one connection at start: requests go up as JSON lines
 "args"}`, answers come back `{"rid", "ok"}` or `{"rid", "error": [code, message]}`, and every
 event of the site comes down as `{"event": ...}` in the order of its ids — an event a request
 caused before its answer. The TCP door (tcp.py) uses the same core directly, on the hub's loop.
+With one worker and no TCP door there is no hub: the worker holds the core (`services()`).
 """
 
 from __future__ import annotations
