@@ -98,3 +98,23 @@ def test_clients_in_a_crowded_room_see_its_count_and_can_still_ask_who(
                 assert len(who["members"]) == 3
             with client.websocket_connect("/ws") as d:
                 assert d.receive_text() == "* you are in #general, 3 here (/who lists them)"
+
+
+def test_who_is_kept_sorted_and_follows_every_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat, _, _ = crowd(tmp_path, 100, monkeypatch)
+    nicks = [chat.connect(1, f"10.0.0.{i}") for i in range(3)]
+    for nick in nicks:
+        chat.join(nick, "general")
+    first = chat.who("general")
+    assert first == sorted(nicks)
+    first.clear()  # a caller's copy: the chat's own list is not touched
+    assert chat.who("general") == sorted(nicks)
+    chat.rename(nicks[0], "zed")
+    assert chat.who("general") == sorted([*nicks[1:], "zed"])
+    chat.disconnect(nicks[1])
+    assert chat.who("general") == sorted([nicks[2], "zed"])
+    newcomer = chat.connect(1, "10.0.0.9")
+    chat.join(newcomer, "general")
+    assert chat.who("general") == sorted([nicks[2], "zed", newcomer])

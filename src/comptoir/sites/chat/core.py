@@ -105,6 +105,9 @@ class ChatCore:
         # count changed since it last was.
         self.crowded: dict[str, float] = {}
         self.recounted: set[str] = set()
+        # Each room's members sorted, kept until one comes, goes or is renamed: `who` from every
+        # client of a crowded room would otherwise sort its thousands of names each time.
+        self.listed: dict[str, list[str]] = {}
 
     # Subscribers --------------------------------------------------------------------------
 
@@ -206,6 +209,7 @@ class ChatCore:
         for room in member.rooms:
             self.presence[room].pop(nick_key(nick), None)
             self.presence[room][nick_key(new)] = new
+            self.listed.pop(room, None)
         self._emit(
             {
                 "type": "nick",
@@ -242,6 +246,7 @@ class ChatCore:
             member.rooms.add(room)
             people = self.presence.setdefault(room, {})
             people[nick_key(nick)] = member.nick
+            self.listed.pop(room, None)
             if room in self.crowded or len(people) > PRESENCE_LIVE:
                 self._recount(room)
             else:
@@ -260,6 +265,7 @@ class ChatCore:
         member.rooms.discard(room)
         people = self.presence.get(room, {})
         people.pop(nick_key(member.nick), None)
+        self.listed.pop(room, None)
         if not people and room not in self.declared and room not in self.spoken:
             self.known_rooms.discard(room)
             self.presence.pop(room, None)
@@ -296,8 +302,14 @@ class ChatCore:
             self._announce(room, now)
 
     def who(self, room: str) -> list[str]:
-        """The nicknames in `room`."""
-        return sorted(self.presence.get(room, {}).values(), key=str.casefold)
+        """The nicknames in `room`, sorted (a copy: the sorted list is kept, see `listed`)."""
+        listed = self.listed.get(room)
+        if listed is None:
+            people = self.presence.get(room, {})
+            listed = sorted(people.values(), key=str.casefold)
+            if people:
+                self.listed[room] = listed
+        return list(listed)
 
     def rooms(self) -> list[dict[str, Any]]:
         """Every room: name, members, messages kept, last message id."""
