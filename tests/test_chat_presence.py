@@ -118,3 +118,18 @@ def test_who_is_kept_sorted_and_follows_every_change(
     newcomer = chat.connect(1, "10.0.0.9")
     chat.join(newcomer, "general")
     assert chat.who("general") == sorted([nicks[2], "zed", newcomer])
+
+
+def test_nobody_is_told_who_types_in_a_crowded_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chat, _, events = crowd(tmp_path, 2, monkeypatch)
+    nicks = [chat.connect(1, f"10.0.0.{i}") for i in range(3)]
+    chat.join(nicks[0], "general")
+    chat.join(nicks[1], "general")
+    chat.typing(nicks[0], "general")
+    assert events[-1]["type"] == "typing"
+    chat.join(nicks[2], "general")  # now crowded
+    events.clear()
+    chat.typing(nicks[0], "general")
+    assert events == []

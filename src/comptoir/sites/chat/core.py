@@ -354,7 +354,8 @@ class ChatCore:
     def typing(self, nick: str, room: str) -> None:
         """`nick` is typing in `room` (sent, not stored)."""
         member = self._member(nick)
-        if room in member.rooms:
+        # Not in a crowded room: a frame to every member per keystroke, for a line nobody reads.
+        if room in member.rooms and room not in self.crowded:
             self._emit({"type": "typing", "ts": self._ts(), "room": room, "from": member.nick})
 
 
