@@ -216,7 +216,8 @@ class Talk:
         """Read events until the connection ends (the reason in `closed`)."""
         from websockets.exceptions import ConnectionClosed
 
-        try:
+        # However it closed, the close code below says how.
+        with contextlib.suppress(ConnectionClosed):
             async for frame in self.ws:
                 try:
                     event = orjson.loads(frame)
@@ -224,8 +225,6 @@ class Talk:
                     continue  # a plain line before the JSON welcome: not for this client
                 if isinstance(event, dict):
                     await self.handle(event)
-        except ConnectionClosed:
-            pass  # how it closed is read just below, from the close code
         rcvd = getattr(self.ws, "close_code", None)
         reason = getattr(self.ws, "close_reason", "") or ""
         if not self.closed.done():

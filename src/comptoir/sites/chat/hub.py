@@ -152,22 +152,22 @@ class HubBroker:
 
     async def _follow(self, reader: asyncio.StreamReader, deliver: Deliver) -> None:
         try:
-            while line := await reader.readline():
-                message = orjson.loads(line)
-                event = message.get("event")
-                if event is not None:
-                    deliver(event)
-                    continue
-                future = self.pending.pop(message.get("rid"), None)
-                if future is None or future.done():
-                    continue
-                error = message.get("error")
-                if error is not None:
-                    future.set_exception(ChatError(*error))
-                else:
-                    future.set_result(message.get("ok"))
-        except (ValueError, ConnectionError):
-            pass  # the hub gone, or a line it did not finish: `finally` fails every wait
+            # The hub gone, or a line it did not finish: `finally` fails every wait.
+            with contextlib.suppress(ValueError, ConnectionError):
+                while line := await reader.readline():
+                    message = orjson.loads(line)
+                    event = message.get("event")
+                    if event is not None:
+                        deliver(event)
+                        continue
+                    future = self.pending.pop(message.get("rid"), None)
+                    if future is None or future.done():
+                        continue
+                    error = message.get("error")
+                    if error is not None:
+                        future.set_exception(ChatError(*error))
+                    else:
+                        future.set_result(message.get("ok"))
         finally:
             writer, self.writer = self.writer, None
             if writer is not None:

@@ -337,9 +337,7 @@ class ChatSession:
             await self.reply({"type": "who", "room": room, "members": await call("who", room)})
         elif kind == "ping":
             await self.reply({"type": "pong"})
-        elif kind == "pong":
-            pass  # the answer to the idle ping: a frame received is all it had to be
-        else:
+        elif kind != "pong":  # a pong answers the idle ping: the frame itself was all it had to be
             await self.reply(
                 error("unknown_type", f"unknown type {kind[:40]!r}", request=kind[:40])
             )

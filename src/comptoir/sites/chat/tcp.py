@@ -112,11 +112,11 @@ class ChatTCP:
         client = TCPClient(self, reader, writer)
         self.clients.add(client)
         try:
-            await client.run()
+            # The client gone, or no longer reading: `finally` cleans up.
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await client.run()
         except LineTimeout as exc:
             client.write(str(exc))
-        except (ConnectionError, TimeoutError):
-            pass  # the client went away, or stopped reading: `finally` cleans up
         finally:
             self.clients.discard(client)
             self.fanout.remove(client)
